@@ -1,0 +1,119 @@
+"""What one probe round saw: frozen values, so a decision can be replayed from a recording.
+
+``NodeObservation`` is one node at one instant; ``Snapshot`` is every node of the cluster from one
+probe round, stamped with the controller's clock. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from idc_ha.model.gtid import GtidPos
+from idc_ha.model.ids import NodeName
+
+
+class FrozenValue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class ProbeFailure(StrEnum):
+    """Why a probe got no answer. A refusal is strong evidence the server process is gone while
+    its machine is up; a timeout may be a network cut, a frozen machine or just load."""
+
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    OTHER = "other"
+
+
+class ReplicaStatus(FrozenValue):
+    """The parts of SHOW SLAVE STATUS the controller decides on."""
+
+    source_host: str
+    source_port: int
+    io_running: str  # "Yes", "No", "Connecting", "Preparing"
+    sql_running: str  # "Yes", "No"
+    gtid_io_pos: GtidPos = GtidPos()
+    using_gtid: str = ""
+    last_io_errno: int = 0
+    last_io_error: str = ""
+    last_sql_errno: int = 0
+    last_sql_error: str = ""
+    seconds_behind: int | None = None
+    sql_state: str = ""
+
+    @property
+    def io_connected(self) -> bool:
+        return self.io_running == "Yes"
+
+    @property
+    def sql_ok(self) -> bool:
+        return self.sql_running == "Yes"
+
+
+class SemiSyncMaster(FrozenValue):
+    """The primary side of semi-sync: settings and counters."""
+
+    enabled: bool
+    status: bool  # Rpl_semi_sync_master_status: ON while semi-sync is in force
+    wait_point: str
+    timeout_ms: int
+    wait_no_slave: bool
+    clients: int
+    yes_tx: int
+    no_tx: int
+    wait_sessions: int
+
+
+class SemiSyncSlave(FrozenValue):
+    enabled: bool
+    status: bool  # Rpl_semi_sync_slave_status: this replica is acking its source
+
+
+class NodeObservation(FrozenValue):
+    """One node as one probe saw it. When ``reachable`` is False only ``failure`` and ``error``
+    are meaningful."""
+
+    node: NodeName
+    reachable: bool
+    failure: ProbeFailure | None = None
+    error: str = ""
+    latency_ms: float = 0.0
+    read_only: bool = True
+    server_id: int = 0
+    version: str = ""
+    gtid_binlog_pos: GtidPos = GtidPos()
+    gtid_slave_pos: GtidPos = GtidPos()
+    gtid_current_pos: GtidPos = GtidPos()
+    gtid_strict_mode: bool = False
+    replica: ReplicaStatus | None = None
+    semisync_master: SemiSyncMaster | None = None
+    semisync_slave: SemiSyncSlave | None = None
+    threads_connected: int = 0
+    uptime_s: int = 0
+
+    @property
+    def writable(self) -> bool:
+        return self.reachable and not self.read_only
+
+    def received(self) -> GtidPos:
+        """Everything this node holds or has in its relay log: what it could serve if promoted."""
+        pos = self.gtid_current_pos
+        if self.replica is not None:
+            pos = pos.merge(self.replica.gtid_io_pos)
+        return pos
+
+
+class Snapshot(FrozenValue):
+    """Every node of the cluster from one probe round. ``taken_at`` is the controller's monotonic
+    clock at the start of the round; ``wall`` the wall clock, for humans."""
+
+    taken_at: float
+    wall: float
+    duration_ms: float
+    nodes: dict[NodeName, NodeObservation]
+
+    def get(self, node: NodeName) -> NodeObservation | None:
+        return self.nodes.get(node)
