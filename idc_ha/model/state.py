@@ -30,6 +30,7 @@ class Operation(Rec):
 
     id: str
     kind: OpKind
+    shard: ShardName
     old_primary: NodeName
     target: NodeName
     new_ackers: tuple[NodeName, ...]

@@ -1,0 +1,116 @@
+"""The Admin port: statements the executor runs on a node, each under a timeout.
+
+Connections are kept per node between calls and discarded on any error or timeout (a cancelled
+aiomysql call leaves the connection in an unknown state). A per-node lock keeps two tasks from
+interleaving statements on one connection. Driver errors become ``NodeUnreachable`` (could not
+connect) or ``NodeError`` (connected, the statement failed); both are temporary.
+
+``fresh=True`` dials a new connection for the call and closes it after: the fence-on-return path
+uses it so a half-open socket to a node that vanished can never swallow the fence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiomysql
+import pymysql
+from pymysql.constants import CLIENT
+
+from idc_ha.errors import NodeError, NodeUnreachable
+from idc_ha.model.config import Config
+from idc_ha.model.ids import NodeName
+from idc_ha.model.observation import NodeObservation, ProbeFailure
+from idc_ha.observe.probe import classify, read_observation
+
+
+class Admin:
+    def __init__(self, config: Config, *, timeout: float, connect_timeout: float) -> None:
+        self._t = config.topology
+        c = config.credentials
+        self._user = c.user
+        self._password = c.password.get_secret_value() if c.password else ""
+        self.repl_user = c.replication_user
+        self.repl_password = c.replication_password.get_secret_value() if c.replication_password else ""
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._conns: dict[NodeName, aiomysql.Connection] = {}
+        self._locks: dict[NodeName, asyncio.Lock] = {}
+
+    def address(self, node: NodeName) -> tuple[str, int]:
+        return self._t.address_of(node)
+
+    async def _dial(self, node: NodeName, connect_timeout: float) -> aiomysql.Connection:
+        host, port = self.address(node)
+        try:
+            async with asyncio.timeout(connect_timeout + 0.5):
+                return await aiomysql.connect(
+                    host=host, port=port, user=self._user, password=self._password,
+                    connect_timeout=connect_timeout, autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS,
+                )
+        except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+            kind, msg = classify(e)
+            raise NodeUnreachable(f"cannot connect to {node} ({host}:{port}): {msg}", node=node, cause=kind) from e
+
+    def _drop(self, node: NodeName) -> None:
+        conn = self._conns.pop(node, None)
+        if conn is not None:
+            conn.close()
+
+    async def run(
+        self, node: NodeName, *statements: str, fetch: bool = False, fresh: bool = False,
+        timeout: float | None = None, connect_timeout: float | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Run statements in order on one connection; with fetch, return each one's rows as dicts.
+
+        Raises NodeUnreachable when no connection can be made, NodeError when a statement fails
+        or the call times out (the connection is then discarded)."""
+        lock = self._locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            conn = None if fresh else self._conns.get(node)
+            if conn is None:
+                conn = await self._dial(node, connect_timeout or self.connect_timeout)
+                if not fresh:
+                    self._conns[node] = conn
+            out: list[list[dict[str, Any]]] = []
+            try:
+                async with asyncio.timeout(timeout or self.timeout):
+                    async with conn.cursor(aiomysql.DictCursor) as cur:
+                        for sql in statements:
+                            await cur.execute(sql)
+                            if fetch:
+                                out.append(list(await cur.fetchall()))
+            except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+                if fresh:
+                    conn.close()
+                else:
+                    self._drop(node)
+                kind, msg = classify(e)
+                if isinstance(e, pymysql.err.OperationalError) and kind == ProbeFailure.REFUSED:
+                    raise NodeUnreachable(f"{node}: {msg}", node=node, cause=kind) from e
+                code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
+                raise NodeError(f"{node}: {statements[len(out)] if len(out) < len(statements) else ''}: {msg}",
+                                node=node, code=code if isinstance(code, int) else None) from e
+            if fresh:
+                conn.close()
+            return out
+
+    async def observe(self, node: NodeName) -> NodeObservation:
+        """A full observation of one node over the admin connection (raises like ``run``)."""
+        lock = self._locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(node)
+            if conn is None:
+                conn = self._conns[node] = await self._dial(node, self.connect_timeout)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await read_observation(conn, node)
+            except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+                self._drop(node)
+                _, msg = classify(e)
+                raise NodeError(f"{node}: observe: {msg}", node=node) from e
+
+    async def close(self) -> None:
+        for n in list(self._conns):
+            self._drop(n)

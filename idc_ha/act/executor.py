@@ -1,0 +1,296 @@
+"""The executor: runs a shard's plan step by step against MySQL, journaling each step.
+
+Every step looks at the node before acting and does nothing when its effect is already there,
+so running a plan again from the top after a crash is safe; the record's operation (written
+before the first step) tells a restarted daemon which plan to run. The journal gets
+``step_started``/``step_done``/``step_failed`` lines with timings.
+
+Two rules from the field are enforced here:
+
+* the candidate's IO thread is stopped, never restarted, and its SQL thread applies the whole
+  relay log before its replication is reset: in GTID mode a restarted IO thread deletes relay
+  logs, which on the acker hold the only copy of acknowledged commits;
+* nothing ever KILLs a session: killing one that waits for a semi-sync ack commits it locally
+  without an ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+
+import structlog
+
+from idc_ha.act.admin import Admin
+from idc_ha.act.routing import RoutingPublisher
+from idc_ha.coord.book import RecordBook
+from idc_ha.coord.store import Store
+from idc_ha.decide.layout import layout_after
+from idc_ha.decide.plan import (
+    AnyStep,
+    ArmAcker,
+    CommitLayout,
+    Detach,
+    EnableMasterSemisync,
+    Fence,
+    OpenWrites,
+    PublishRouting,
+    RecordPromotionPoint,
+    ShardPlan,
+    StopReceiving,
+    VerifySemisync,
+    WaitRelayApplied,
+)
+from idc_ha.decide.syncstate import baseline_of
+from idc_ha.errors import NodeError, NodeUnreachable, StepFailed
+from idc_ha.model.alert import Alert, AlertKind, Severity
+from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, ShardName
+from idc_ha.model.policy import Policy
+from idc_ha.model.state import Operation, ShardRecord
+from idc_ha.model.topology import Topology
+from idc_ha.notify.alerts import AlertSink
+
+log = structlog.get_logger("idc_ha.executor")
+
+MASTER_ON = (
+    "SET GLOBAL rpl_semi_sync_master_wait_point='AFTER_SYNC'",
+    f"SET GLOBAL rpl_semi_sync_master_timeout={SEMISYNC_TIMEOUT_NEVER}",
+    "SET GLOBAL rpl_semi_sync_master_wait_no_slave=ON",
+    "SET GLOBAL rpl_semi_sync_master_enabled=ON",
+)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        admin: Admin,
+        book: RecordBook,
+        store: Store,
+        topology: Topology,
+        policy: Policy,
+        routing: RoutingPublisher,
+        alerts: AlertSink,
+        crash_after: str | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.admin, self.book, self.store, self.t = admin, book, store, topology
+        self.x = policy.execution
+        self.routing, self.alerts = routing, alerts
+        self.crash_after = crash_after
+        self.wall = wall
+
+    def _op(self, shard: ShardName, op_id: str) -> tuple[ShardRecord, Operation]:
+        rec = self.book.get(shard)
+        if rec is None or rec.op is None or rec.op.id != op_id:
+            raise StepFailed(f"{shard}: operation {op_id} is no longer in the record", shard=shard)
+        return rec, rec.op
+
+    async def run(self, plan: ShardPlan) -> None:
+        """Run every step in order. Raises StepFailed (or NodeError) when a step cannot finish
+        now; the operation stays in the record and the next tick resumes it from the top."""
+        bound = log.bind(shard=plan.shard, op=plan.op_id)
+        t_op = time.perf_counter()
+        self.store.append("op_run", shard=plan.shard, op=plan.op_id, reason=plan.reason)
+        for i, step in enumerate(plan.steps):
+            t0 = time.perf_counter()
+            try:
+                detail = await self._step(plan.shard, plan.op_id, step)
+            except (StepFailed, NodeError) as e:
+                ms = round((time.perf_counter() - t0) * 1000, 1)
+                self.store.append("step_failed", shard=plan.shard, op=plan.op_id, step=step.kind, idx=i, ms=ms, error=str(e))
+                bound.warning("step failed", step=step.kind, ms=ms, error=str(e), reason=step.reason)
+                raise
+            ms = round((time.perf_counter() - t0) * 1000, 1)
+            self.store.append("step_done", shard=plan.shard, op=plan.op_id, step=step.kind, idx=i, ms=ms, detail=detail)
+            bound.info("step done", step=step.kind, ms=ms, detail=detail, reason=step.reason)
+            if self.crash_after == step.kind:
+                # Test-only fault point: die exactly here, as a crash would (no cleanup, no flush).
+                bound.warning("test fault point: exiting", step=step.kind)
+                os._exit(75)
+        rec, op = self._op(plan.shard, plan.op_id)
+        done = rec.model_copy(update={"op": None, "updated_wall": self.wall()})
+        self.book.put(done)
+        total = round((time.perf_counter() - t_op) * 1000, 1)
+        self.store.append("op_done", shard=plan.shard, op=plan.op_id, ms=total, primary=done.primary, epoch=done.epoch)
+        bound.info("operation done", ms=total, primary=done.primary, epoch=done.epoch)
+        self.alerts.emit(
+            Alert(kind=AlertKind.FAILOVER_DONE, severity=Severity.WARNING, shard=plan.shard, node=done.primary,
+                  idc=self.t.idc_of(done.primary), epoch=done.epoch,
+                  reason=f"{plan.shard} now writes on {done.primary} (epoch {done.epoch}, {done.sync}, "
+                  f"ackers {', '.join(done.ackers)}) after {total:.0f} ms",
+                  hint="the old primary's IDC rejoins as replicas once it returns and is checked")
+        )
+
+    async def reconcile_step(self, step: AnyStep) -> str:
+        """Run one corrective step from the drift check (only Fence and ArmAcker are allowed)."""
+        if isinstance(step, Fence):
+            await self.admin.run(step.node, "SET GLOBAL read_only=ON", fresh=True, timeout=2.0)
+            return "read_only=ON"
+        if isinstance(step, ArmAcker):
+            return await self._arm_acker(step.node, step.source)
+        raise StepFailed(f"{step.kind} is not a reconcile step")
+
+    async def _step(self, shard: ShardName, op_id: str, step: AnyStep) -> str:
+        match step:
+            case Fence():
+                return await self._fence(step.node)
+            case StopReceiving():
+                return await self._stop_receiving(step.node)
+            case WaitRelayApplied():
+                return await self._wait_applied(step.node)
+            case RecordPromotionPoint():
+                return await self._record_point(shard, op_id, step.node)
+            case Detach():
+                return await self._detach(step.node)
+            case EnableMasterSemisync():
+                await self.admin.run(step.node, *MASTER_ON)
+                return "semi-sync master on, AFTER_SYNC, timeout never"
+            case ArmAcker():
+                return await self._arm_acker(step.node, step.source)
+            case VerifySemisync():
+                return await self._verify(step.primary, step.ackers)
+            case CommitLayout():
+                return await self._commit(shard, op_id)
+            case OpenWrites():
+                return await self._open(step.node)
+            case PublishRouting():
+                rec, _ = self._op(shard, op_id)
+                self.routing.publish(rec, reason=f"{op_id}")
+                return f"routing epoch {rec.epoch} -> {rec.primary}"
+        raise AssertionError(f"unknown step {step!r}")
+
+    async def _fence(self, node: str) -> str:
+        try:
+            await self.admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.3, timeout=2.0)
+            return "read_only=ON"
+        except (NodeUnreachable, NodeError) as e:
+            # Unreachable now: the fence-on-return job keeps dialling it. It cannot acknowledge
+            # anything meanwhile: its acker stops receiving in the next step.
+            return f"unreachable, fenced on return ({e.message[:80]})"
+
+    async def _stop_receiving(self, node: str) -> str:
+        o = await self.admin.observe(node)
+        if o.replica is None:
+            return "not a replica (already detached)"
+        if o.replica.io_running == "No":
+            return "IO thread already stopped"
+        await self.admin.run(node, "STOP SLAVE IO_THREAD")
+        return f"IO thread stopped at {o.replica.gtid_io_pos}"
+
+    async def _wait_applied(self, node: str) -> str:
+        deadline = time.monotonic() + self.x.relay_apply_timeout_s
+        started_sql = False
+        while True:
+            o = await self.admin.observe(node)
+            r = o.replica
+            if r is None:
+                return "not a replica (already detached)"
+            if r.last_sql_errno:
+                raise StepFailed(
+                    f"{node}: SQL thread error {r.last_sql_errno}: {r.last_sql_error[:200]}",
+                    node=node, hint="fix the replication error by hand; the relay log is kept",
+                )
+            if not r.sql_ok:
+                if not started_sql:
+                    # Starting the SQL thread never touches relay logs; the IO thread stays stopped.
+                    await self.admin.run(node, "START SLAVE SQL_THREAD")
+                    started_sql = True
+            elif o.gtid_slave_pos.contains(r.gtid_io_pos):
+                return f"applied up to {o.gtid_slave_pos}"
+            if time.monotonic() > deadline:
+                raise StepFailed(f"{node}: relay log not applied after {self.x.relay_apply_timeout_s:.0f} s "
+                                 f"(received {r.gtid_io_pos}, applied {o.gtid_slave_pos})", node=node)
+            await asyncio.sleep(0.02)
+
+    async def _record_point(self, shard: ShardName, op_id: str, node: str) -> str:
+        rec, op = self._op(shard, op_id)
+        if op.promotion_point is not None:
+            return f"already recorded: {op.promotion_point}"
+        o = await self.admin.observe(node)
+        point = o.received()
+        self.book.put(rec.model_copy(update={"op": op.model_copy(update={"promotion_point": point}),
+                                             "updated_wall": self.wall()}))
+        return f"promotion point {point}"
+
+    async def _detach(self, node: str) -> str:
+        o = await self.admin.observe(node)
+        if o.replica is None:
+            return "already detached"
+        if not o.gtid_slave_pos.contains(o.replica.gtid_io_pos):
+            raise StepFailed(f"{node}: received {o.replica.gtid_io_pos} but applied only {o.gtid_slave_pos}", node=node)
+        await self.admin.run(node, "STOP SLAVE", "RESET SLAVE ALL")
+        return f"replication reset; holds {o.gtid_current_pos}"
+
+    async def _arm_acker(self, node: str, source: str) -> str:
+        o = await self.admin.observe(node)
+        host, port = self.admin.address(source)
+        stmts = ["SET GLOBAL rpl_semi_sync_slave_enabled=ON"]
+        if o.replica is None or (o.replica.source_host, o.replica.source_port) != (host, port):
+            stmts += ["STOP SLAVE", self._change_master(source), "START SLAVE"]
+        elif o.semisync_slave is not None and o.semisync_slave.status and o.replica.io_connected:
+            return "already acking"
+        else:
+            # The semi-sync role is negotiated when the IO thread connects. This node is not
+            # being promoted, so re-fetching its relay log from the source is harmless.
+            stmts += ["STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"]
+        await self.admin.run(node, *stmts)
+        return f"semi-sync slave on, IO reconnected to {source}"
+
+    def _change_master(self, source: str) -> str:
+        host, port = self.admin.address(source)
+        pw = self.admin.repl_password.replace("\\", "\\\\").replace("'", "\\'")
+        return (
+            f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER='{self.admin.repl_user}', "
+            f"MASTER_PASSWORD='{pw}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.5"
+        )
+
+    async def _verify(self, primary: str, ackers: tuple[str, ...]) -> str:
+        deadline = time.monotonic() + self.x.semisync_verify_timeout_s
+        while True:
+            p = await self.admin.observe(primary)
+            m = p.semisync_master
+            problems = []
+            if m is None or not (m.enabled and m.status and m.wait_point.upper() == "AFTER_SYNC"
+                                 and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2):
+                problems.append(f"semi-sync master not in force on {primary}")
+            elif m.clients < 1:
+                problems.append(f"no semi-sync replica connected to {primary}")
+            for a in ackers:
+                try:
+                    o = await self.admin.observe(a)
+                except NodeError as e:
+                    problems.append(str(e))
+                    continue
+                if o.semisync_slave is None or not o.semisync_slave.status or o.replica is None or not o.replica.io_connected:
+                    problems.append(f"{a} is not connected as a semi-sync replica")
+            if not problems:
+                return f"{primary} semi-sync master ON with {m.clients if m else 0} client(s); ackers {', '.join(ackers)} ON"
+            if time.monotonic() > deadline:
+                self.alerts.emit(Alert(kind=AlertKind.FAILOVER_STUCK, severity=Severity.CRITICAL, node=primary,
+                                       reason=f"writes stay closed: {'; '.join(problems)}",
+                                       hint="bring an acker up in the new primary's IDC; writes open once it acks"))
+                raise StepFailed("; ".join(problems), node=primary)
+            await asyncio.sleep(0.02)
+
+    async def _commit(self, shard: ShardName, op_id: str) -> str:
+        rec, op = self._op(shard, op_id)
+        if rec.primary == op.target:
+            return f"already committed at epoch {rec.epoch}"
+        p = await self.admin.observe(op.target)
+        new = layout_after(rec, op, self.t, point=op.promotion_point,
+                           baseline=baseline_of(op.target, p, wall=self.wall()), wall=self.wall())
+        self.book.put(new)
+        return f"epoch {new.epoch}: primary {new.primary}, {new.sync}, ackers {', '.join(new.ackers)}"
+
+    async def _open(self, node: str) -> str:
+        o = await self.admin.observe(node)
+        m = o.semisync_master
+        if m is None or not (m.enabled and m.wait_point.upper() == "AFTER_SYNC" and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2):
+            raise StepFailed(f"{node}: master semi-sync settings unverified; not opening writes", node=node)
+        if not o.read_only:
+            return "already writable"
+        await self.admin.run(node, "SET GLOBAL read_only=OFF")
+        return "read_only=OFF"

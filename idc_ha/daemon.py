@@ -1,0 +1,253 @@
+"""The daemon: observe -> decide -> act, every ``probe.interval_s``, for as long as it runs.
+
+Tasks (all named, all supervised: a crash is logged and the task restarted after a pause):
+
+* ``tick``: the loop. One probe round, ``decide()``, write changed records durably, send alerts,
+  start operation tasks, reconcile drift, write the tick view. The sleep between ticks is
+  interruptible (``wake()``), so an operator command or a finished operation acts at once.
+* ``mqtt``: the broker connection for routing and alerts.
+* ``op:<shard>``: one per operation in flight; probing never waits for a failover.
+* APScheduler 3 jobs (``max_instances=1``, coalesced): fence-on-return re-dialling every
+  ``execution.fence_redial_s``, routing re-publication every 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from idc_ha.act.admin import Admin
+from idc_ha.act.executor import Executor
+from idc_ha.act.fence import fence_once
+from idc_ha.act.routing import RoutingPublisher
+from idc_ha.coord.book import RecordBook
+from idc_ha.coord.store import FileStore
+from idc_ha.decide.drift import drift
+from idc_ha.decide.plan import Decision, ShardPlan
+from idc_ha.decide.rules import decide
+from idc_ha.errors import IdcHaError
+from idc_ha.model.config import Config
+from idc_ha.model.ids import ShardName
+from idc_ha.model.observation import Snapshot
+from idc_ha.model.policy import Policy
+from idc_ha.notify.alerts import Deduplicating, LogAlertSink, MqttAlertSink
+from idc_ha.notify.mqtt import MqttPublisher
+from idc_ha.observe.snapshot import Observer
+from idc_ha.status import tick_view
+
+log = structlog.get_logger("idc_ha.daemon")
+
+HISTORY_S = 30.0
+OP_RETRY_S = 1.0
+
+
+def sd_notify(msg: str) -> None:
+    """Tell systemd (Type=notify) about readiness; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(addr)
+            s.sendall(msg.encode())
+        except OSError:
+            pass
+
+
+class Daemon:
+    def __init__(self, config: Config, policy: Policy, *, crash_after: str | None = None) -> None:
+        self.cfg, self.policy = config, policy
+        self.t = config.topology
+        self.store = FileStore(config.state_dir)
+        self.store.acquire()
+        self.book = RecordBook(self.store)
+        self.observer = Observer(config)
+        x = policy.execution
+        self.admin = Admin(config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s)
+        self.mqtt = (
+            MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}") if config.mqtt.enabled else None
+        )
+        sinks: list[Any] = [LogAlertSink()]
+        if self.mqtt is not None:
+            sinks.append(MqttAlertSink(self.mqtt, prefix=config.mqtt.topic_prefix, cluster=config.cluster))
+        self.alerts = Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s)
+        self.routing = RoutingPublisher(self.mqtt, self.t, prefix=config.mqtt.topic_prefix)
+        self.executor = Executor(
+            admin=self.admin, book=self.book, store=self.store, topology=self.t, policy=policy,
+            routing=self.routing, alerts=self.alerts, crash_after=crash_after,
+        )
+        self.history: deque[Snapshot] = deque()
+        self.ops: dict[ShardName, asyncio.Task[None]] = {}
+        self.op_failed_at: dict[ShardName, float] = {}
+        self.reasons: dict[ShardName, str] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ticks = 0
+        self.published: dict[ShardName, tuple[int, str]] = {}
+        self.last_decision: Decision | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # -- supervision
+    def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        async def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("task crashed; restarting", task=name)
+                    await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(loop(), name=name))
+
+    # -- the loop
+    async def _tick_loop(self) -> None:
+        interval = self.cfg.probe.interval_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            await self.tick()
+            self._wake.clear()
+            delay = max(0.0, interval - (time.monotonic() - started))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> Decision:
+        snap = await self.observer.round()
+        self.history.append(snap)
+        while self.history and snap.taken_at - self.history[0].taken_at > HISTORY_S:
+            self.history.popleft()
+        control = self.store.load_control()
+        wall = time.time()
+        decision = decide(tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall)
+        self.ticks += 1
+        # Durable first: nothing below may act on a record the store does not hold.
+        if decision.records:
+            self.book.put(*decision.records.values())
+            for rec in decision.records.values():
+                self.store.append("record", shard=rec.shard, epoch=rec.epoch, sync=rec.sync, primary=rec.primary,
+                                  ackers=rec.ackers, op=rec.op.id if rec.op else None, reason=rec.reason)
+                if rec.op is None:
+                    self._publish_if_new(rec)
+        for shard, reason in decision.reasons.items():
+            if self.reasons.get(shard) != reason:
+                log.info("decision", shard=shard, reason=reason, tick=self.ticks)
+                self.reasons[shard] = reason
+        for alert in decision.alerts:
+            self.alerts.emit(alert)
+        for plan in decision.plans:
+            self._start_op(plan)
+        await self._reconcile(snap, paused=control)
+        self.last_decision = decision
+        self.store.write_tick(tick_view(self, snap, decision, control, wall=wall))
+        return decision
+
+    def _start_op(self, plan: ShardPlan) -> None:
+        running = self.ops.get(plan.shard)
+        if running is not None and not running.done():
+            return
+        if time.monotonic() - self.op_failed_at.get(plan.shard, -1e9) < OP_RETRY_S:
+            return
+        self.store.append("decision", shard=plan.shard, op=plan.op_id, reason=plan.reason)
+
+        async def run() -> None:
+            try:
+                await self.executor.run(plan)
+            except IdcHaError as e:
+                self.op_failed_at[plan.shard] = time.monotonic()
+                log.warning("operation paused; resumes next tick", shard=plan.shard, op=plan.op_id, error=str(e))
+            except Exception:
+                self.op_failed_at[plan.shard] = time.monotonic()
+                log.exception("operation crashed; resumes next tick", shard=plan.shard, op=plan.op_id)
+            finally:
+                self.wake()
+
+        self.ops[plan.shard] = asyncio.create_task(run(), name=f"op:{plan.shard}")
+
+    async def _reconcile(self, snap: Snapshot, *, paused: Any) -> None:
+        for shard, rec in self.book.all().items():
+            if shard in self.ops and not self.ops[shard].done():
+                continue
+            alerts, steps = drift(rec, snap, self.t)
+            for a in alerts:
+                self.alerts.emit(a)
+            if steps and not paused.is_paused(shard):
+                for step in steps:
+                    try:
+                        detail = await self.executor.reconcile_step(step)
+                        self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
+                    except IdcHaError as e:
+                        log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e))
+
+    def _publish_if_new(self, rec: Any) -> None:
+        key = (rec.epoch, rec.primary)
+        if self.published.get(rec.shard) != key:
+            self.routing.publish(rec, reason=rec.reason)
+            self.published[rec.shard] = key
+
+    # -- periodic jobs
+    async def _fence_job(self) -> None:
+        await fence_once(self.admin, self.book, self.store, self.alerts, wall=time.time())
+
+    async def _republish_routing(self) -> None:
+        for rec in self.book.all().values():
+            if rec.op is None:
+                self.routing.publish(rec, reason="periodic")
+                self.published[rec.shard] = (rec.epoch, rec.primary)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, self.stop)
+        self.store.append("daemon_start", pid=os.getpid(), cluster=self.cfg.cluster)
+        log.info("idc-ha daemon starting", cluster=self.cfg.cluster, nodes=len(self.t.nodes),
+                 shards=len(self.t.shards), state_dir=str(self.cfg.state_dir), pid=os.getpid())
+        if self.mqtt is not None:
+            self._supervise("mqtt", self.mqtt.run)
+        await self._republish_routing()
+        sched = AsyncIOScheduler(event_loop=loop)
+        x = self.policy.execution
+        sched.add_job(self._fence_job, "interval", seconds=x.fence_redial_s, max_instances=1, coalesce=True,
+                      id="fence-on-return")
+        sched.add_job(self._republish_routing, "interval", seconds=30, max_instances=1, coalesce=True,
+                      id="republish-routing")
+        sched.start()
+        self._supervise("tick", self._tick_loop)
+        sd_notify("READY=1")
+        await self._stop.wait()
+        log.info("idc-ha daemon stopping")
+        sched.shutdown(wait=False)
+        work = [t for t in self._tasks if t.get_name() != "mqtt"] + list(self.ops.values())
+        for t in work:
+            t.cancel()
+        await asyncio.gather(*work, return_exceptions=True)
+        if self.mqtt is not None:
+            await self.mqtt.drain(2.0)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.observer.close()
+        await self.admin.close()
+        self.store.append("daemon_stop", pid=os.getpid())
+        self.store.release()

@@ -1,0 +1,49 @@
+"""Pure layout arithmetic: who acks after a failover, and the record a finished failover commits."""
+
+from __future__ import annotations
+
+from idc_ha.model.gtid import GtidPos
+from idc_ha.model.ids import NodeName, NodeRole, SyncState
+from idc_ha.model.state import Baseline, Operation, ShardRecord
+from idc_ha.model.topology import Topology
+
+
+def new_ackers(rec: ShardRecord, t: Topology, target: NodeName) -> tuple[NodeName, ...]:
+    """The node that acks for ``target`` once it is primary: a replica of it in its own IDC,
+    preferring the home cascade. Empty when there is none."""
+    idc = t.idc_of(target)
+    cands = [r for r, up in rec.upstreams.items() if up == target and t.idc_of(r) == idc]
+    cands.sort(key=lambda n: (t.node_by_name[n].role != NodeRole.CASCADE, n))
+    return tuple(cands[:1])
+
+
+def layout_after(
+    rec: ShardRecord, op: Operation, t: Topology, *, point: GtidPos | None, baseline: Baseline | None, wall: float
+) -> ShardRecord:
+    """The record once ``op`` has moved the primary to ``op.target``.
+
+    The old primary and every replica hanging off it leave the layout (``out``) and are fenced
+    on return; whatever replicated from the target keeps doing so. Sync state is NODE_SAFE: the
+    new ackers sit in the new primary's IDC.
+    """
+    gone = {op.old_primary} | {r for r, up in rec.upstreams.items() if up == op.old_primary and r != op.target}
+    ups = {r: up for r, up in rec.upstreams.items() if r not in gone and r != op.target}
+    out = tuple(sorted(set(rec.out) | gone))
+    idc_same = all(t.idc_of(a) == t.idc_of(op.target) for a in op.new_ackers)
+    return rec.model_copy(
+        update={
+            "epoch": rec.epoch + 1,
+            "sync": SyncState.NODE_SAFE if idc_same else SyncState.IDC_SAFE,
+            "primary": op.target,
+            "ackers": op.new_ackers,
+            "upstreams": ups,
+            "out": out,
+            "fence_pending": tuple(sorted(set(rec.fence_pending) | gone)),
+            "promotion_point": point,
+            "baseline": baseline,
+            "recovery": None,
+            "op": op,
+            "reason": f"{op.kind} {op.id}: {op.target} is primary, ackers {', '.join(op.new_ackers)}",
+            "updated_wall": wall,
+        }
+    )

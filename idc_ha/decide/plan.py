@@ -1,0 +1,132 @@
+"""Plans are data: ordered, frozen steps, each with a one-line reason. Tests compare them with ==.
+
+An IDC failover of one shard is, in order (see docs/failover.md for why each step is where it is):
+
+1. ``Fence``                 old primary read_only=ON where reachable; else fence on return
+2. ``StopReceiving``         the acker's IO thread stops: what it received is now fixed
+3. ``WaitRelayApplied``      its SQL thread applies the whole relay log (never restart IO before)
+4. ``RecordPromotionPoint``  its position is journaled before anything is reset
+5. ``Detach``                STOP SLAVE; RESET SLAVE ALL on the acker
+6. ``EnableMasterSemisync``  AFTER_SYNC, a timeout that never expires, on the new primary
+7. ``ArmAcker``              the cascade acks: slave semi-sync on, IO thread reconnected
+8. ``VerifySemisync``        both ends confirm semi-sync before anything opens
+9. ``CommitLayout``          new epoch, NODE_SAFE, ackers={cascade}, written durably
+10. ``OpenWrites``           read_only=OFF on the new primary
+11. ``PublishRouting``       retained routing message with the new epoch
+
+Every step is idempotent; the executor may run a plan again from the top after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from idc_ha.model.alert import Alert
+from idc_ha.model.ids import NodeName, ShardName
+from idc_ha.decide.verdicts import Verdicts
+from idc_ha.model.state import ShardRecord
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+
+
+class Fence(Step):
+    kind: Literal["fence"] = "fence"
+    node: NodeName
+
+
+class StopReceiving(Step):
+    kind: Literal["stop_receiving"] = "stop_receiving"
+    node: NodeName
+
+
+class WaitRelayApplied(Step):
+    kind: Literal["wait_relay_applied"] = "wait_relay_applied"
+    node: NodeName
+
+
+class RecordPromotionPoint(Step):
+    kind: Literal["record_promotion_point"] = "record_promotion_point"
+    node: NodeName
+
+
+class Detach(Step):
+    kind: Literal["detach"] = "detach"
+    node: NodeName
+
+
+class EnableMasterSemisync(Step):
+    kind: Literal["enable_master_semisync"] = "enable_master_semisync"
+    node: NodeName
+
+
+class ArmAcker(Step):
+    kind: Literal["arm_acker"] = "arm_acker"
+    node: NodeName
+    source: NodeName
+
+
+class VerifySemisync(Step):
+    kind: Literal["verify_semisync"] = "verify_semisync"
+    primary: NodeName
+    ackers: tuple[NodeName, ...]
+
+
+class CommitLayout(Step):
+    kind: Literal["commit_layout"] = "commit_layout"
+    primary: NodeName
+    ackers: tuple[NodeName, ...]
+
+
+class OpenWrites(Step):
+    kind: Literal["open_writes"] = "open_writes"
+    node: NodeName
+
+
+class PublishRouting(Step):
+    kind: Literal["publish_routing"] = "publish_routing"
+    node: NodeName
+
+
+AnyStep = (
+    Fence
+    | StopReceiving
+    | WaitRelayApplied
+    | RecordPromotionPoint
+    | Detach
+    | EnableMasterSemisync
+    | ArmAcker
+    | VerifySemisync
+    | CommitLayout
+    | OpenWrites
+    | PublishRouting
+)
+
+
+class ShardPlan(BaseModel):
+    """The steps of one operation on one shard; ``op_id`` ties them to the record's operation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shard: ShardName
+    op_id: str
+    steps: tuple[AnyStep, ...]
+    reason: str
+
+
+class Decision(BaseModel):
+    """Everything one tick decided. The daemon writes ``records`` durably, then sends ``alerts``
+    and runs ``plans``; ``reasons`` is one line per shard for the log."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    records: dict[ShardName, ShardRecord]  # new or changed records only
+    plans: tuple[ShardPlan, ...]
+    alerts: tuple[Alert, ...]
+    reasons: dict[ShardName, str]
+    verdicts: Verdicts

@@ -1,0 +1,50 @@
+"""Alerts: what the controller tells humans. Produced by the decision core and the executor,
+delivered by an ``AlertSink`` (``idc_ha.notify``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertKind(StrEnum):
+    PRIMARY_UNREACHABLE = "primary_unreachable"
+    IDC_DOWN = "idc_down"
+    MAIN_CITY_DOWN = "main_city_down"
+    NOT_PROVEN_SAFE = "not_proven_safe"
+    SYNC_DEGRADED = "sync_degraded"
+    SYNC_RESTORED = "sync_restored"
+    PAUSED = "paused"
+    RULE_DISABLED = "rule_disabled"
+    FAILOVER_STARTED = "failover_started"
+    FAILOVER_DONE = "failover_done"
+    FAILOVER_STUCK = "failover_stuck"
+    DRIFT = "drift"
+    FENCED = "fenced"
+    NEEDS_REBUILD = "needs_rebuild"
+    WAITING_COMMITS = "waiting_commits"
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: AlertKind
+    severity: Severity
+    reason: str
+    hint: str = ""
+    shard: str | None = None
+    node: str | None = None
+    idc: str | None = None
+    epoch: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None, str | None]:
+        """Alerts with the same key are one ongoing condition (deduplicated by the sink)."""
+        return (self.kind, self.shard, self.node, self.idc)

@@ -1,0 +1,75 @@
+"""The policy: which automatic rules are on and the thresholds the decision core uses.
+
+Loaded from a TOML file (``policies/default.toml`` is shipped and documented there); the config's
+``policy`` setting names the file. Unknown keys are errors, so a misspelt switch cannot silently
+leave a rule on.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from idc_ha.errors import ConfigError
+from idc_ha.model.problems import Problem
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Detection(Section):
+    confirm_refused_s: float = Field(0.4, ge=0, le=60)
+    confirm_other_s: float = Field(3.0, ge=0, le=600)
+    min_rounds: int = Field(2, ge=1, le=100)
+    idc_down_share: float = Field(1.0, gt=0, le=1)
+    city_down_share: float = Field(1.0, gt=0, le=1)
+
+
+class Rules(Section):
+    auto_idc_failover: bool = True
+
+
+class Execution(Section):
+    relay_apply_timeout_s: float = Field(120.0, gt=0)
+    semisync_verify_timeout_s: float = Field(10.0, gt=0)
+    step_timeout_s: float = Field(5.0, gt=0)
+    fence_redial_s: float = Field(0.3, gt=0, le=10)
+
+
+class Alerts(Section):
+    repeat_s: float = Field(60.0, ge=1)
+
+
+class Policy(Section):
+    detection: Detection = Detection()
+    rules: Rules = Rules()
+    execution: Execution = Execution()
+    alerts: Alerts = Alerts()
+
+
+def load_policy(path: Path) -> Policy:
+    """Read a policy file. Raises ConfigError naming each bad field and the fix."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(
+            [Problem(field="policy", message=f"{path} does not exist", fix="point policy at a policy TOML file")]
+        ) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([Problem(field=str(path), message=f"not valid TOML: {e}", fix="fix the TOML syntax")]) from e
+    try:
+        return Policy(**raw)
+    except ValidationError as e:
+        raise ConfigError(
+            [
+                Problem(
+                    field=f"policy {'.'.join(str(p) for p in err['loc'])}",
+                    message=err["msg"],
+                    fix="see policies/default.toml for every setting and its range",
+                )
+                for err in e.errors()
+            ]
+        ) from e

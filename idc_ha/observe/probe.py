@@ -1,0 +1,211 @@
+"""Probe one node over a persistent aiomysql connection.
+
+One probe is one round trip: a multi-statement query reading the variables, the semi-sync and
+connection counters and SHOW SLAVE STATUS. Every call runs under ``asyncio.timeout``: an open
+aiomysql connection never times out by itself. A connection whose call failed or timed out is in
+an unknown state and is discarded; the next probe dials afresh, after a backoff that doubles from
+the probe interval up to ``backoff_max_s`` (a refused dial is cheap, so it backs off less).
+
+Driver errors are translated here into ``ProbeFailure`` kinds; nothing from pymysql leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomysql
+import pymysql
+from pymysql.constants import CLIENT
+
+from idc_ha.model.config import ProbeSettings
+from idc_ha.model.gtid import GtidParseError, GtidPos
+from idc_ha.model.ids import NodeName
+from idc_ha.model.observation import (
+    NodeObservation,
+    ProbeFailure,
+    ReplicaStatus,
+    SemiSyncMaster,
+    SemiSyncSlave,
+)
+
+PROBE_SQL = (
+    "SELECT @@read_only, @@server_id, @@version, @@gtid_binlog_pos, @@gtid_slave_pos, "
+    "@@gtid_current_pos, @@gtid_strict_mode, @@rpl_semi_sync_master_enabled, "
+    "@@rpl_semi_sync_master_wait_point, @@rpl_semi_sync_master_timeout, "
+    "@@rpl_semi_sync_master_wait_no_slave, @@rpl_semi_sync_slave_enabled;"
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
+    "'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_master_yes_tx', 'Rpl_semi_sync_master_no_tx', "
+    "'Rpl_semi_sync_master_wait_sessions', 'Rpl_semi_sync_slave_status', 'Threads_connected', 'Uptime');"
+    "SHOW SLAVE STATUS"
+)
+
+
+def classify(exc: BaseException) -> tuple[ProbeFailure, str]:
+    """Translate a driver or socket error into a failure kind and a one-line message."""
+    if isinstance(exc, TimeoutError):
+        return ProbeFailure.TIMEOUT, "timed out"
+    if isinstance(exc, pymysql.err.OperationalError) and exc.args:
+        code = exc.args[0]
+        text = str(exc.args[1]) if len(exc.args) > 1 else ""
+        cause = exc.__cause__ or exc.__context__
+        if code == 2003 and (isinstance(cause, ConnectionRefusedError) or "refused" in text.lower()):
+            return ProbeFailure.REFUSED, "connection refused"
+        if code == 2003 and (isinstance(cause, TimeoutError) or "timed out" in text.lower()):
+            return ProbeFailure.TIMEOUT, "connect timed out"
+        if code in (1045, 1044, 1227):
+            return ProbeFailure.AUTH, f"{code} {text}"
+        return ProbeFailure.OTHER, f"{code} {text}"[:300]
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeFailure.REFUSED, "connection refused"
+    return ProbeFailure.OTHER, f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _gtid(v: Any) -> GtidPos:
+    try:
+        return GtidPos.parse(v.decode() if isinstance(v, bytes) else (v or ""))
+    except GtidParseError:
+        return GtidPos()
+
+
+def _on(v: Any) -> bool:
+    return str(v).upper() in ("1", "ON", "YES")
+
+
+def parse_observation(
+    node: NodeName, variables: tuple[Any, ...], status: dict[str, str], slave: dict[str, Any] | None, *, latency_ms: float
+) -> NodeObservation:
+    """Build a NodeObservation from the three result sets of PROBE_SQL."""
+    (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on) = variables
+    master = SemiSyncMaster(
+        enabled=_on(m_on),
+        status=_on(status.get("Rpl_semi_sync_master_status", "OFF")),
+        wait_point=str(wait_point),
+        timeout_ms=int(timeout),
+        wait_no_slave=_on(no_slave),
+        clients=int(status.get("Rpl_semi_sync_master_clients", 0)),
+        yes_tx=int(status.get("Rpl_semi_sync_master_yes_tx", 0)),
+        no_tx=int(status.get("Rpl_semi_sync_master_no_tx", 0)),
+        wait_sessions=int(status.get("Rpl_semi_sync_master_wait_sessions", 0)),
+    )
+    replica = None
+    if slave:
+        sbm = slave.get("Seconds_Behind_Master")
+        replica = ReplicaStatus(
+            source_host=str(slave.get("Master_Host") or ""),
+            source_port=int(slave.get("Master_Port") or 0),
+            io_running=str(slave.get("Slave_IO_Running") or "No"),
+            sql_running=str(slave.get("Slave_SQL_Running") or "No"),
+            gtid_io_pos=_gtid(slave.get("Gtid_IO_Pos")),
+            using_gtid=str(slave.get("Using_Gtid") or ""),
+            last_io_errno=int(slave.get("Last_IO_Errno") or 0),
+            last_io_error=str(slave.get("Last_IO_Error") or "")[:300],
+            last_sql_errno=int(slave.get("Last_SQL_Errno") or 0),
+            last_sql_error=str(slave.get("Last_SQL_Error") or "")[:300],
+            seconds_behind=None if sbm is None else int(sbm),
+            sql_state=str(slave.get("Slave_SQL_Running_State") or ""),
+        )
+    return NodeObservation(
+        node=node,
+        reachable=True,
+        latency_ms=latency_ms,
+        read_only=_on(ro),
+        server_id=int(sid),
+        version=str(version),
+        gtid_binlog_pos=_gtid(binlog),
+        gtid_slave_pos=_gtid(slave_pos),
+        gtid_current_pos=_gtid(current),
+        gtid_strict_mode=_on(strict),
+        replica=replica,
+        semisync_master=master,
+        semisync_slave=SemiSyncSlave(enabled=_on(s_on), status=_on(status.get("Rpl_semi_sync_slave_status", "OFF"))),
+        threads_connected=int(status.get("Threads_connected", 0)),
+        uptime_s=int(status.get("Uptime", 0)),
+    )
+
+
+async def read_observation(conn: aiomysql.Connection, node: NodeName) -> NodeObservation:
+    """Run PROBE_SQL on an open connection (the caller holds the timeout) and parse it."""
+    t0 = time.perf_counter()
+    async with conn.cursor() as cur:
+        await cur.execute(PROBE_SQL)
+        variables = await cur.fetchone()
+        await cur.nextset()
+        status = {str(k): str(v) for k, v in await cur.fetchall()}
+        await cur.nextset()
+        row = await cur.fetchone()
+        slave = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+    return parse_observation(node, variables, status, slave, latency_ms=(time.perf_counter() - t0) * 1000)
+
+
+class NodeProber:
+    """Probes one node; keeps its connection between probes and reconnects with backoff."""
+
+    def __init__(
+        self,
+        node: NodeName,
+        host: str,
+        port: int,
+        *,
+        user: str,
+        password: str,
+        settings: ProbeSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node, self.host, self.port = node, host, port
+        self._user, self._password = user, password
+        self._s = settings
+        self._clock = clock
+        self._conn: aiomysql.Connection | None = None
+        self._failures = 0
+        self._next_dial = 0.0
+        self._last: NodeObservation | None = None
+
+    async def _dial(self) -> aiomysql.Connection:
+        return await aiomysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self._user,
+            password=self._password,
+            connect_timeout=self._s.connect_timeout_s,
+            autocommit=True,
+            client_flag=CLIENT.MULTI_STATEMENTS,
+        )
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # closes the socket without a round trip: safe on a wedged link
+            self._conn = None
+
+    async def probe(self) -> NodeObservation:
+        """One observation. Never raises: failures come back as an unreachable observation."""
+        now = self._clock()
+        if self._conn is None and now < self._next_dial and self._last is not None and not self._last.reachable:
+            return self._last  # backing off: repeat the last failure rather than dial again
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._s.connect_timeout_s + self._s.query_timeout_s):
+                if self._conn is None:
+                    self._conn = await self._dial()
+                obs = await read_observation(self._conn, self.node)
+            self._failures = 0
+        except (Exception, TimeoutError) as e:  # noqa: BLE001 - every failure becomes an observation
+            self._discard()
+            kind, msg = classify(e)
+            self._failures += 1
+            base = self._s.interval_s if kind == ProbeFailure.REFUSED else self._s.interval_s * 2
+            self._next_dial = now + min(self._s.backoff_max_s, base * 2 ** (self._failures - 1))
+            obs = NodeObservation(
+                node=self.node,
+                reachable=False,
+                failure=kind,
+                error=msg,
+                latency_ms=(time.perf_counter() - t0) * 1000,
+            )
+        self._last = obs
+        return obs
+
+    async def close(self) -> None:
+        self._discard()
