@@ -1,0 +1,263 @@
+"""A write workload with a ledger of acknowledged writes, following the routing topic.
+
+One writer per shard inserts unique ids into ``idcha_wl.ledger`` on the node the retained
+routing message names (the highest epoch wins; until a message arrives, the shard's home
+primary). Each write is classified:
+
+* acked: the INSERT returned (autocommit): the client was told it is durable;
+* in doubt: the connection died or timed out mid-call: it may or may not have committed;
+* failed: refused before it could commit (e.g. read_only), so it did not.
+
+``verify()`` reads the final primary of each shard and reports acked ids that are missing
+(lost), ids present more than once (duplicated) and ids present that were never acked nor in
+doubt (unexpected), plus each shard's write-unavailability window around a fault.
+
+    python -m sim.workload --config DIR/idc-ha.toml --lab DIR/lab.json --duration 10 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import aiomysql
+import pymysql
+
+from idc_ha.model.config import Config, load_config
+from idc_ha.model.ids import NodeRole
+
+DB = "idcha_wl"
+WRITE_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Route:
+    epoch: int
+    node: str
+    host: str
+    port: int
+
+
+@dataclass
+class ShardLedger:
+    acked: dict[int, float] = field(default_factory=dict)  # id -> wall time of the ack
+    in_doubt: set[int] = field(default_factory=set)
+    attempted: int = 0
+    errors: int = 0
+    nodes_written: list[str] = field(default_factory=list)
+
+
+class Workload:
+    def __init__(self, config: Config, *, user: str, password: str, pause_s: float = 0.005) -> None:
+        self.cfg, self.user, self.password = config, user, password
+        self.t = config.topology
+        self.pause_s = pause_s
+        self.routes: dict[str, Route] = {}
+        for s in self.t.shards:
+            n = self.t.home_node(s.name, NodeRole.PRIMARY)
+            assert n is not None
+            host, port = self.t.address_of(n.name)
+            self.routes[s.name] = Route(0, n.name, host, port)
+        self.ledgers = {s.name: ShardLedger() for s in self.t.shards}
+        self.routing_updates = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next_id = {s.name: 1 for s in self.t.shards}
+
+    # -- routing
+    async def _follow_routing(self) -> None:
+        m = self.cfg.mqtt
+        topic = f"{m.topic_prefix}/{self.t.cluster}/routing/+"
+        while not self._stop.is_set():
+            try:
+                async with aiomqtt.Client(m.host, m.port, identifier=f"wl-{time.time_ns()}") as c:
+                    await c.subscribe(topic, qos=1)
+                    async for msg in c.messages:
+                        p = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                        cur = self.routes.get(p["shard"])
+                        if cur is None or p["epoch"] >= cur.epoch:
+                            self.routes[p["shard"]] = Route(p["epoch"], p["node"], p["host"], int(p["port"]))
+                            self.routing_updates += 1
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
+
+    # -- writing
+    async def _connect(self, r: Route) -> aiomysql.Connection:
+        async with asyncio.timeout(2.0):
+            return await aiomysql.connect(host=r.host, port=r.port, user=self.user, password=self.password,
+                                          connect_timeout=0.5, autocommit=True)
+
+    async def prepare(self) -> None:
+        """Create the ledger table on every shard's current primary (retries while none is writable)."""
+        for s, r in self.routes.items():
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    conn = await self._connect(self.routes[s])
+                    async with asyncio.timeout(WRITE_TIMEOUT_S), conn.cursor() as cur:
+                        await cur.execute(f"CREATE DATABASE IF NOT EXISTS {DB}")
+                        await cur.execute(f"CREATE TABLE IF NOT EXISTS {DB}.ledger (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                                          "id BIGINT NOT NULL, shard VARCHAR(64), ts DOUBLE, KEY (id))")
+                        await cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {DB}.ledger")
+                        self._next_id[s] = int((await cur.fetchone())[0]) + 1
+                    conn.close()
+                    break
+                except (pymysql.MySQLError, OSError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+
+    async def _writer(self, shard: str) -> None:
+        led = self.ledgers[shard]
+        conn: aiomysql.Connection | None = None
+        conn_route: Route | None = None
+        while not self._stop.is_set():
+            route = self.routes[shard]
+            if conn is not None and conn_route is not None and (conn_route.host, conn_route.port) != (route.host, route.port):
+                conn.close()
+                conn = None
+            if conn is None:
+                try:
+                    conn = await self._connect(route)
+                    conn_route = route
+                except (pymysql.MySQLError, OSError, TimeoutError):
+                    led.errors += 1
+                    await asyncio.sleep(0.02)
+                    continue
+            i = self._next_id[shard]
+            self._next_id[shard] += 1
+            led.attempted += 1
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT_S), conn.cursor() as cur:
+                    await cur.execute(f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time()))
+                led.acked[i] = time.time()
+                if not led.nodes_written or led.nodes_written[-1] != route.node:
+                    led.nodes_written.append(route.node)
+            except pymysql.err.OperationalError as e:
+                led.errors += 1
+                code = e.args[0] if e.args else 0
+                if code not in (1290, 1836):  # read_only refusals never commit; anything else might have
+                    led.in_doubt.add(i)
+                conn.close()
+                conn = None
+                await asyncio.sleep(0.02)
+            except (pymysql.MySQLError, OSError, TimeoutError):
+                led.errors += 1
+                led.in_doubt.add(i)
+                conn.close()
+                conn = None
+                await asyncio.sleep(0.02)
+            if self.pause_s:
+                await asyncio.sleep(self.pause_s)
+        if conn is not None:
+            conn.close()
+
+    async def start(self) -> None:
+        await self.prepare()
+        self._tasks.append(asyncio.create_task(self._follow_routing(), name="wl-routing"))
+        for s in self.ledgers:
+            self._tasks.append(asyncio.create_task(self._writer(s), name=f"wl-{s}"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        writers = [t for t in self._tasks if t.get_name() != "wl-routing"]
+        await asyncio.wait(writers, timeout=WRITE_TIMEOUT_S + 2)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def first_ack_after(self, shard: str, t: float) -> float | None:
+        after = [a for a in self.ledgers[shard].acked.values() if a > t]
+        return min(after) if after else None
+
+    async def wait_all_acked_after(self, t: float, *, timeout: float) -> bool:
+        """Until every shard has an ack later than ``t`` (True), or the timeout (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.first_ack_after(s, t) is not None for s in self.ledgers):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def verify(self, *, fault_at: float | None = None, fault_over: float | None = None) -> dict[str, Any]:
+        """Check every shard's ledger on its final primary. With ``fault_at``, ``rto_s`` is the
+        time from the fault to the first ack after ``fault_over`` (when the fault was complete;
+        default the same instant): the write-unavailability window."""
+        out: dict[str, Any] = {}
+        for s, led in self.ledgers.items():
+            r = self.routes[s]
+            present: dict[int, int] = {}
+            error = None
+            try:
+                conn = await self._connect(r)
+                async with asyncio.timeout(30), conn.cursor() as cur:
+                    await cur.execute(f"SELECT id, COUNT(*) FROM {DB}.ledger GROUP BY id")
+                    present = {int(i): int(c) for i, c in await cur.fetchall()}
+                conn.close()
+            except (pymysql.MySQLError, OSError, TimeoutError) as e:
+                error = f"cannot read the ledger on {r.node}: {e}"
+            acked = set(led.acked)
+            lost = sorted(acked - set(present)) if error is None else None
+            times = sorted(led.acked.values())
+            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            rto = None
+            if fault_at is not None:
+                first = self.first_ack_after(s, fault_over or fault_at)
+                rto = round(first - fault_at, 3) if first is not None else None
+            out[s] = {
+                "acked": len(acked),
+                "attempted": led.attempted,
+                "errors": led.errors,
+                "in_doubt": len(led.in_doubt),
+                "lost": None if lost is None else len(lost),
+                "lost_sample": (lost or [])[:10],
+                "duplicated": sum(1 for c in present.values() if c > 1),
+                "unexpected": len(set(present) - acked - led.in_doubt) if error is None else None,
+                "max_gap_s": round(max(gaps), 3) if gaps else None,
+                "rto_s": rto,
+                "final_node": r.node,
+                "final_epoch": r.epoch,
+                "nodes_written": led.nodes_written,
+                "error": error,
+            }
+        return out
+
+
+async def _main(a: argparse.Namespace) -> dict[str, Any]:
+    cfg = load_config(a.config)
+    lab = json.loads(Path(a.lab).read_text())
+    wl = Workload(cfg, user=lab["app_user"], password=lab["app_password"])
+    await wl.start()
+    await asyncio.sleep(a.duration)
+    await wl.stop()
+    return {"duration_s": a.duration, "shards": await wl.verify()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.workload", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, type=Path)
+    ap.add_argument("--lab", required=True, type=Path, help="the JSON printed by `sim.lab up` (app credentials)")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    res = asyncio.run(_main(a))
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for s, r in res["shards"].items():
+            print(f"{s}: acked {r['acked']} lost {r['lost']} duplicated {r['duplicated']} unexpected {r['unexpected']} "
+                  f"in doubt {r['in_doubt']} max gap {r['max_gap_s']} s on {r['final_node']}")
+    bad = any(r["lost"] != 0 or r["duplicated"] or r["unexpected"] for r in res["shards"].values())
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

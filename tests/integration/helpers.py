@@ -1,0 +1,92 @@
+"""Small clients for integration tests: app and admin connections with client-side timeouts,
+and an MQTT listener that collects messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import aiomqtt
+import pymysql
+
+from sim.harness import Lab
+
+
+def app_conn(lab: Lab, node: str, *, read_timeout: float = 10) -> pymysql.connections.Connection:
+    n = lab.node(node)
+    return pymysql.connect(host=n["host"], port=n["port"], user=lab.info["app_user"], password=lab.info["app_password"],
+                           connect_timeout=2, read_timeout=read_timeout, write_timeout=read_timeout, autocommit=True)
+
+
+def ctl_conn(lab: Lab, node: str) -> pymysql.connections.Connection:
+    cfg = lab.config()
+    n = lab.node(node)
+    pw = cfg.credentials.password.get_secret_value() if cfg.credentials.password else ""
+    return pymysql.connect(host=n["host"], port=n["port"], user=cfg.credentials.user, password=pw,
+                           connect_timeout=2, read_timeout=10, write_timeout=10, autocommit=True)
+
+
+def sql(conn: pymysql.connections.Connection, *stmts: str) -> list[Any]:
+    out: list[Any] = []
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        for s in stmts:
+            cur.execute(s)
+            out.append(cur.fetchall())
+    return out
+
+
+def writable(lab: Lab, node: str) -> bool | None:
+    """True/False for read_only=0/1; None when unreachable."""
+    try:
+        c = app_conn(lab, node, read_timeout=3)
+    except pymysql.MySQLError:
+        return None
+    try:
+        return int(sql(c, "SELECT @@read_only AS ro")[0][0]["ro"]) == 0
+    finally:
+        c.close()
+
+
+class MqttCollector:
+    """Subscribes to a topic filter in a background thread and keeps every message."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.host, self.port, self.topic = host, port, topic
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._t = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        async with aiomqtt.Client(self.host, self.port, identifier=f"test-{time.time_ns()}") as c:
+            await c.subscribe(self.topic, qos=1)
+            self._ready.set()
+            while not self._stop.is_set():
+                try:
+                    async with asyncio.timeout(0.2):
+                        msg = await anext(c.messages)
+                except TimeoutError:
+                    continue
+                self.messages.append((str(msg.topic), json.loads(bytes(msg.payload))))  # type: ignore[arg-type]
+
+    def __enter__(self) -> MqttCollector:
+        self._t.start()
+        if not self._ready.wait(10):
+            raise TimeoutError("MQTT subscription not ready in 10 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join(timeout=5)
+
+    def wait_for(self, pred: Any, timeout: float) -> tuple[str, dict[str, Any]] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in list(self.messages):
+                if pred(m):
+                    return m
+            time.sleep(0.05)
+        return None
