@@ -27,12 +27,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from idc_ha.act.admin import Admin
 from idc_ha.act.executor import Executor
-from idc_ha.act.fence import fence_once
+from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
 from idc_ha.decide.drift import drift
-from idc_ha.decide.plan import Decision, ShardPlan
+from idc_ha.decide.plan import Decision, Fence, ShardPlan
 from idc_ha.decide.rules import decide
 from idc_ha.errors import IdcHaError
 from idc_ha.model.config import Config
@@ -87,6 +87,7 @@ class Daemon:
             admin=self.admin, book=self.book, store=self.store, topology=self.t, policy=policy,
             routing=self.routing, alerts=self.alerts, crash_after=crash_after,
         )
+        self.fencer = Fencer(self.admin, self.book, self.store, self.alerts)
         self.history: deque[Snapshot] = deque()
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
         self.op_failed_at: dict[ShardName, float] = {}
@@ -194,6 +195,12 @@ class Daemon:
                 self.alerts.emit(a)
             if steps and not paused.is_paused(shard):
                 for step in steps:
+                    if isinstance(step, Fence):
+                        # One mechanism fences: the Fencer, which never gives up on a node.
+                        cur = self.book.get(shard) or rec
+                        self.book.put(cur.model_copy(update={"fence_pending": (*cur.fence_pending, step.node)}))
+                        self.store.append("reconcile", shard=shard, step=step.kind, node=step.node)
+                        continue
                     try:
                         detail = await self.executor.reconcile_step(step)
                         self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
@@ -208,7 +215,7 @@ class Daemon:
 
     # -- periodic jobs
     async def _fence_job(self) -> None:
-        await fence_once(self.admin, self.book, self.store, self.alerts, wall=time.time())
+        await self.fencer.sweep()
 
     async def _republish_routing(self) -> None:
         for rec in self.book.all().values():
@@ -247,6 +254,7 @@ class Daemon:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fencer.close()
         await self.observer.close()
         await self.admin.close()
         self.store.append("daemon_stop", pid=os.getpid())

@@ -23,3 +23,6 @@ def setup(*, json: bool = True, level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # APScheduler logs every coalesced or skipped run at WARNING through stdlib logging;
+    # our own log lines say what matters.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -4,7 +4,9 @@ Actions:
   kill-idc IDC       SIGKILL every server of the IDC (process death; machines stay up)
   restore-idc IDC    start them again, the old primaries read-only as replicas (init_rpl_role=SLAVE)
   kill-node NAME     SIGKILL one server
-  cut-idc IDC        drop all traffic to and from the IDC's subnet (the witness loses it too)
+  cut-idc IDC        drop all traffic between the IDC and the rest (the witness included);
+                     its machines still reach each other (bridged traffic passes nft when
+                     br_netfilter is loaded, so the rules name both ends)
   heal-idc IDC       remove the drop rules of cut-idc
 Prints one JSON object: what was done and when (wall clock), for benchmarks to measure from.
 """
@@ -69,8 +71,8 @@ def cut_idc(workdir: Path, idc: str) -> dict[str, Any]:
     tbl = shape.nft_table
     t = time.time()
     net.nft(
-        f"add rule inet {tbl} forward ip saddr {sn} drop comment \"cut-{idc}\"\n"
-        f"add rule inet {tbl} forward ip daddr {sn} drop comment \"cut-{idc}\"\n"
+        f"add rule inet {tbl} forward ip saddr {sn} ip daddr != {sn} drop comment \"cut-{idc}\"\n"
+        f"add rule inet {tbl} forward ip daddr {sn} ip saddr != {sn} drop comment \"cut-{idc}\"\n"
         f"add rule inet {tbl} input ip saddr {sn} drop comment \"cut-{idc}\"\n"
     )
     return {"action": "cut-idc", "idc": idc, "subnet": sn, "at": t}

@@ -66,35 +66,43 @@ class Admin:
 
         Raises NodeUnreachable when no connection can be made, NodeError when a statement fails
         or the call times out (the connection is then discarded)."""
-        lock = self._locks.setdefault(node, asyncio.Lock())
-        async with lock:
-            conn = None if fresh else self._conns.get(node)
-            if conn is None:
-                conn = await self._dial(node, connect_timeout or self.connect_timeout)
-                if not fresh:
-                    self._conns[node] = conn
-            out: list[list[dict[str, Any]]] = []
+        if fresh:
+            # A private connection: no lock, so a long fence cannot hold up other calls.
+            conn = await self._dial(node, connect_timeout or self.connect_timeout)
             try:
-                async with asyncio.timeout(timeout or self.timeout):
-                    async with conn.cursor(aiomysql.DictCursor) as cur:
-                        for sql in statements:
-                            await cur.execute(sql)
-                            if fetch:
-                                out.append(list(await cur.fetchall()))
-            except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
-                if fresh:
-                    conn.close()
-                else:
-                    self._drop(node)
-                kind, msg = classify(e)
-                if isinstance(e, pymysql.err.OperationalError) and kind == ProbeFailure.REFUSED:
-                    raise NodeUnreachable(f"{node}: {msg}", node=node, cause=kind) from e
-                code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
-                raise NodeError(f"{node}: {statements[len(out)] if len(out) < len(statements) else ''}: {msg}",
-                                node=node, code=code if isinstance(code, int) else None) from e
-            if fresh:
+                return await self._statements(node, conn, statements, fetch=fetch, timeout=timeout, fresh=True)
+            finally:
                 conn.close()
-            return out
+        async with self._locks.setdefault(node, asyncio.Lock()):
+            conn = self._conns.get(node)
+            if conn is None:
+                conn = self._conns[node] = await self._dial(node, connect_timeout or self.connect_timeout)
+            return await self._statements(node, conn, statements, fetch=fetch, timeout=timeout, fresh=False)
+
+    async def _statements(
+        self, node: NodeName, conn: aiomysql.Connection, statements: tuple[str, ...], *, fetch: bool,
+        timeout: float | None, fresh: bool,
+    ) -> list[list[dict[str, Any]]]:
+        out: list[list[dict[str, Any]]] = []
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                async with conn.cursor(aiomysql.DictCursor) as cur:
+                    for sql in statements:
+                        await cur.execute(sql)
+                        if fetch:
+                            out.append(list(await cur.fetchall()))
+                        else:
+                            out.append([])
+        except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+            if not fresh:
+                self._drop(node)
+            kind, msg = classify(e)
+            if isinstance(e, pymysql.err.OperationalError) and kind == ProbeFailure.REFUSED:
+                raise NodeUnreachable(f"{node}: {msg}", node=node, cause=kind) from e
+            code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
+            failed = statements[len(out)] if len(out) < len(statements) else ""
+            raise NodeError(f"{node}: {failed}: {msg}", node=node, code=code if isinstance(code, int) else None) from e
+        return out
 
     async def observe(self, node: NodeName) -> NodeObservation:
         """A full observation of one node over the admin connection (raises like ``run``)."""

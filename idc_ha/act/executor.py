@@ -125,10 +125,7 @@ class Executor:
         )
 
     async def reconcile_step(self, step: AnyStep) -> str:
-        """Run one corrective step from the drift check (only Fence and ArmAcker are allowed)."""
-        if isinstance(step, Fence):
-            await self.admin.run(step.node, "SET GLOBAL read_only=ON", fresh=True, timeout=2.0)
-            return "read_only=ON"
+        """Run one corrective step from the drift check (ArmAcker; fences go to the Fencer)."""
         if isinstance(step, ArmAcker):
             return await self._arm_acker(step.node, step.source)
         raise StepFailed(f"{step.kind} is not a reconcile step")

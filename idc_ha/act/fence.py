@@ -1,34 +1,45 @@
 """Fence on return: keep re-dialling fenced-out nodes and make them read-only the moment they
 answer.
 
-A returning ex-primary may still have read_only=0 (it never heard it was replaced). Every few
-hundred ms this job dials each pending node with a *fresh* connection and makes the first
-statement ``SET GLOBAL read_only=ON``. Once that succeeds the node leaves ``fence_pending`` (it
-stays ``out`` of the layout until it is rejoined or rebuilt). It cannot acknowledge anything
-meanwhile: its acker was detached before the new primary opened.
+A returning ex-primary may still have read_only=0 (it never heard it was replaced). Every
+``fence_redial_s`` the scheduler calls ``Fencer.sweep()``; each pending node without a fence in
+flight gets a *fresh* connection whose first statement is ``SET GLOBAL read_only=ON``.
+
+If a session on that node still waits for a semi-sync ack (a commit from before the partition),
+``SET GLOBAL read_only=ON`` waits for it too ("Waiting for backup lock"), and that commit can
+never be acked: its acker was detached. We never KILL it (that would commit it without an ack)
+and never switch semi-sync off there (same effect). Instead the fence statement is left pending,
+with a long timeout: while it waits, MariaDB queues every new write behind it, so the node takes
+no new commits; an alert tells the operator to restart it as a replica (``init_rpl_role=SLAVE``
+discards the never-acknowledged tail). Once the statement completes the node leaves
+``fence_pending`` and stays ``out`` of the layout until it is rejoined or rebuilt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 
 from idc_ha.act.admin import Admin
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
-from idc_ha.errors import NodeError
+from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.alert import Alert, AlertKind, Severity
-from idc_ha.model.ids import NodeName
+from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.notify.alerts import AlertSink
 
 log = structlog.get_logger("idc_ha.fence")
 
+PENDING_FENCE_TIMEOUT_S = 120.0  # how long one fence statement may stay queued before it is re-issued
+BLOCKED_AFTER_S = 1.0  # a fence still pending after this long is reported as blocked
 
-def pending(book: RecordBook) -> dict[NodeName, str]:
+
+def pending(book: RecordBook) -> dict[NodeName, ShardName]:
     """Node -> shard for every node to fence: recorded as pending, or the old primary of an
     operation in flight."""
-    out: dict[NodeName, str] = {}
+    out: dict[NodeName, ShardName] = {}
     for rec in book.all().values():
         for n in rec.fence_pending:
             out[n] = rec.shard
@@ -37,29 +48,68 @@ def pending(book: RecordBook) -> dict[NodeName, str]:
     return out
 
 
-async def fence_once(admin: Admin, book: RecordBook, store: Store, alerts: AlertSink, *, wall: float) -> list[NodeName]:
-    """One pass over pending nodes; returns those fenced now."""
-    todo = pending(book)
+class Fencer:
+    def __init__(self, admin: Admin, book: RecordBook, store: Store, alerts: AlertSink) -> None:
+        self.admin, self.book, self.store, self.alerts = admin, book, store, alerts
+        self._inflight: dict[NodeName, asyncio.Task[None]] = {}
 
-    async def one(node: NodeName) -> NodeName | None:
+    async def sweep(self) -> None:
+        """Start a fence attempt for every pending node that has none in flight."""
+        for node, shard in pending(self.book).items():
+            t = self._inflight.get(node)
+            if t is None or t.done():
+                self._inflight[node] = asyncio.create_task(self._fence(node, shard), name=f"fence:{node}")
+
+    async def _fence(self, node: NodeName, shard: ShardName) -> None:
+        task = asyncio.create_task(
+            self.admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.25,
+                           timeout=PENDING_FENCE_TIMEOUT_S),
+            name=f"fence-stmt:{node}",
+        )
+        t0 = time.monotonic()
         try:
-            await admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.25, timeout=2.0)
-        except NodeError:
-            return None
-        return node
+            done, _ = await asyncio.wait({task}, timeout=BLOCKED_AFTER_S)
+            if not done:
+                await self._report_blocked(node, shard)
+            await task
+        except NodeUnreachable:
+            return  # still away: the next sweep dials again
+        except NodeError as e:
+            log.warning("fence failed; retrying", node=node, shard=shard, error=str(e))
+            return
+        self._fenced(node, shard, waited=time.monotonic() - t0)
 
-    done = [n for n in await asyncio.gather(*(one(n) for n in todo)) if n is not None]
-    for node in done:
-        shard = todo[node]
-        rec = book.get(shard)  # type: ignore[arg-type]
-        if rec is None:
-            continue
-        if node in rec.fence_pending:
-            book.put(rec.model_copy(update={"fence_pending": tuple(n for n in rec.fence_pending if n != node),
-                                            "updated_wall": wall}))
-            store.append("fenced", shard=shard, node=node)
-            log.warning("fenced a returning node", shard=shard, node=node)
-            alerts.emit(Alert(kind=AlertKind.FENCED, severity=Severity.WARNING, shard=shard, node=node,
-                              reason=f"{node} answered again and was made read-only (it is out of the layout)",
-                              hint="it rejoins as a replica after its GTIDs are checked, or is rebuilt"))
-    return done
+    async def _report_blocked(self, node: NodeName, shard: ShardName) -> None:
+        try:
+            rows = await self.admin.run(
+                node, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'", fetch=True, fresh=True, timeout=2.0
+            )
+            waiting = int(rows[0][0]["Value"]) if rows and rows[0] else 0
+        except NodeError:
+            waiting = -1
+        self.store.append("fence_blocked", shard=shard, node=node, waiting_sessions=waiting)
+        self.alerts.emit(Alert(
+            kind=AlertKind.FENCE_BLOCKED, severity=Severity.CRITICAL, shard=shard, node=node,
+            reason=f"{node} is back and still writable; its fence waits behind {waiting} commit(s) waiting for a "
+                   "semi-sync ack that can never come (its acker was detached). New writes there queue behind the "
+                   "fence and are never acknowledged",
+            hint=f"restart {node} as a replica (init_rpl_role=SLAVE) to discard its never-acknowledged tail; "
+                 "never KILL those sessions or switch semi-sync off there: that would commit them without an ack",
+        ))
+
+    def _fenced(self, node: NodeName, shard: ShardName, *, waited: float) -> None:
+        rec = self.book.get(shard)
+        if rec is None or node not in rec.fence_pending:
+            return
+        self.book.put(rec.model_copy(update={"fence_pending": tuple(n for n in rec.fence_pending if n != node),
+                                             "updated_wall": time.time()}))
+        self.store.append("fenced", shard=shard, node=node, waited_s=round(waited, 3))
+        log.warning("fenced a returning node", shard=shard, node=node, waited_s=round(waited, 3))
+        self.alerts.emit(Alert(kind=AlertKind.FENCED, severity=Severity.WARNING, shard=shard, node=node,
+                               reason=f"{node} answered again and was made read-only (it is out of the layout)",
+                               hint="it rejoins as a replica after its GTIDs are checked, or is rebuilt"))
+
+    async def close(self) -> None:
+        for t in self._inflight.values():
+            t.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)

@@ -1,7 +1,7 @@
 """Reconcile: compare what nodes are with what the current layout says they must be.
 
-Pure. Returns alerts for every drift and the few corrective steps that are always safe: making a
-node that must not take writes read-only, and re-arming the recorded acker's semi-sync while its
+Pure. Returns alerts for every drift and the few corrective steps that are always safe: fencing a
+node that must not take writes (the daemon hands it to the Fencer, which owns every fence), and re-arming the recorded acker's semi-sync while its
 primary is up (its relay log can be fetched again). Everything else is only alerted: opening a
 node, or changing who acks, is never done on the strength of a drift check.
 """
@@ -37,7 +37,7 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology) -> tuple[list[Alert], l
                 alert(name, f"the primary {name} is read-only: writes are closed",
                       "if no failover is running, check who set read_only; the controller does not open nodes on drift")
             continue
-        if o.writable:
+        if o.writable and name not in rec.fence_pending:
             alert(name, f"{name} is writable but is not the primary (epoch {rec.epoch}): fencing it",
                   "find who opened it; writes there are not replicated", Severity.CRITICAL)
             steps.append(Fence(node=name, reason="only the primary may take writes"))

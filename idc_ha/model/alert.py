@@ -28,6 +28,7 @@ class AlertKind(StrEnum):
     FAILOVER_STUCK = "failover_stuck"
     DRIFT = "drift"
     FENCED = "fenced"
+    FENCE_BLOCKED = "fence_blocked"
     NEEDS_REBUILD = "needs_rebuild"
     WAITING_COMMITS = "waiting_commits"
 

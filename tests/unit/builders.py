@@ -41,7 +41,14 @@ SAFE = (SyncState.IDC_SAFE, SyncState.NODE_SAFE)
 
 def layout(*, data_shards: int = 2, machines_per_idc: int = 2) -> dict[str, Any]:
     """The home layout as the plain data a config file holds; mutate a copy to break it."""
-    raw: dict[str, Any] = {"cluster": "test", "cities": [], "idcs": [], "machines": [], "shards": [], "nodes": []}
+    raw: dict[str, Any] = {
+        "cluster": "test",
+        "cities": [],
+        "idcs": [],
+        "machines": [],
+        "shards": [],
+        "nodes": [],
+    }
     by_idc: dict[str, list[str]] = {}
     for city, idcs in CITIES:
         raw["cities"].append({"name": city})
@@ -67,7 +74,11 @@ def layout(*, data_shards: int = 2, machines_per_idc: int = 2) -> dict[str, Any]
         for role, machine in place.items():
             port += 1
             node: dict[str, Any] = {
-                "name": f"{shard}-{SUFFIX[role]}", "shard": shard, "machine": machine, "port": port, "role": role,
+                "name": f"{shard}-{SUFFIX[role]}",
+                "shard": shard,
+                "machine": machine,
+                "port": port,
+                "role": role,
             }
             if upstream[role] is not None:
                 node["upstream"] = f"{shard}-{upstream[role]}"
@@ -112,8 +123,15 @@ def pos(t: Topology, shard: ShardName, seq: int = SEQ) -> GtidPos:
 def master(**kw: Any) -> SemiSyncMaster:
     """A primary's semi-sync side as the home layout sets it: on, AFTER_SYNC, never times out."""
     fields: dict[str, Any] = dict(
-        enabled=True, status=True, wait_point="AFTER_SYNC", timeout_ms=SEMISYNC_TIMEOUT_NEVER,
-        wait_no_slave=True, clients=1, yes_tx=1000, no_tx=0, wait_sessions=0,
+        enabled=True,
+        status=True,
+        wait_point="AFTER_SYNC",
+        timeout_ms=SEMISYNC_TIMEOUT_NEVER,
+        wait_no_slave=True,
+        clients=1,
+        yes_tx=1000,
+        no_tx=0,
+        wait_sessions=0,
     )
     return SemiSyncMaster(**{**fields, **kw})
 
@@ -121,23 +139,49 @@ def master(**kw: Any) -> SemiSyncMaster:
 def primary_obs(t: Topology, name: NodeName, *, seq: int = SEQ, **kw: Any) -> NodeObservation:
     p = pos(t, t.node_by_name[name].shard, seq)
     fields: dict[str, Any] = dict(
-        node=name, reachable=True, read_only=False, server_id=server_id(t, name), gtid_binlog_pos=p,
-        gtid_current_pos=p, gtid_strict_mode=True, semisync_master=master(), uptime_s=UPTIME,
+        node=name,
+        reachable=True,
+        read_only=False,
+        server_id=server_id(t, name),
+        gtid_binlog_pos=p,
+        gtid_current_pos=p,
+        gtid_strict_mode=True,
+        semisync_master=master(),
+        uptime_s=UPTIME,
     )
     return NodeObservation(**{**fields, **kw})
 
 
 def replica_obs(
-    t: Topology, name: NodeName, *, source: NodeName, seq: int = SEQ, io: str = "Yes", acking: bool = False, **kw: Any
+    t: Topology,
+    name: NodeName,
+    *,
+    source: NodeName,
+    seq: int = SEQ,
+    io: str = "Yes",
+    acking: bool = False,
+    **kw: Any,
 ) -> NodeObservation:
     """A reachable, read-only replica of ``source`` that received and applied up to ``seq``."""
     host, port = t.address_of(source)
     p = pos(t, t.node_by_name[name].shard, seq)
     fields: dict[str, Any] = dict(
-        node=name, reachable=True, read_only=True, server_id=server_id(t, name), gtid_current_pos=p,
-        gtid_slave_pos=p, gtid_strict_mode=True, uptime_s=UPTIME,
-        replica=ReplicaStatus(source_host=host, source_port=port, io_running=io, sql_running="Yes",
-                              gtid_io_pos=p, using_gtid="Slave_Pos"),
+        node=name,
+        reachable=True,
+        read_only=True,
+        server_id=server_id(t, name),
+        gtid_current_pos=p,
+        gtid_slave_pos=p,
+        gtid_strict_mode=True,
+        uptime_s=UPTIME,
+        replica=ReplicaStatus(
+            source_host=host,
+            source_port=port,
+            io_running=io,
+            sql_running="Yes",
+            gtid_io_pos=p,
+            using_gtid="Slave_Pos",
+        ),
         semisync_slave=SemiSyncSlave(enabled=acking, status=acking and io == "Yes"),
     )
     return NodeObservation(**{**fields, **kw})
@@ -159,18 +203,24 @@ def home_nodes(t: Topology = TOPO, *, seq: int = SEQ) -> dict[NodeName, NodeObse
     return out
 
 
-def changed(nodes: Mapping[NodeName, NodeObservation], name: NodeName, **fields: Any) -> dict[NodeName, NodeObservation]:
+def changed(
+    nodes: Mapping[NodeName, NodeObservation], name: NodeName, **fields: Any
+) -> dict[NodeName, NodeObservation]:
     """A copy of ``nodes`` with some fields of one observation replaced."""
     return {**nodes, name: nodes[name].model_copy(update=fields)}
 
 
-def with_master(nodes: Mapping[NodeName, NodeObservation], name: NodeName, **fields: Any) -> dict[NodeName, NodeObservation]:
+def with_master(
+    nodes: Mapping[NodeName, NodeObservation], name: NodeName, **fields: Any
+) -> dict[NodeName, NodeObservation]:
     m = nodes[name].semisync_master
     assert m is not None
     return changed(nodes, name, semisync_master=m.model_copy(update=fields))
 
 
-def with_replica(nodes: Mapping[NodeName, NodeObservation], name: NodeName, **fields: Any) -> dict[NodeName, NodeObservation]:
+def with_replica(
+    nodes: Mapping[NodeName, NodeObservation], name: NodeName, **fields: Any
+) -> dict[NodeName, NodeObservation]:
     r = nodes[name].replica
     assert r is not None
     return changed(nodes, name, replica=r.model_copy(update=fields))
@@ -194,10 +244,12 @@ def lost(
             r = o.replica
             if o.reachable and r is not None and (r.source_host, r.source_port) in addrs:
                 s = o.semisync_slave
-                out[n] = o.model_copy(update={
-                    "replica": r.model_copy(update={"io_running": "Connecting", "last_io_errno": 2003}),
-                    "semisync_slave": s.model_copy(update={"status": False}) if s else None,
-                })
+                out[n] = o.model_copy(
+                    update={
+                        "replica": r.model_copy(update={"io_running": "Connecting", "last_io_errno": 2003}),
+                        "semisync_slave": s.model_copy(update={"status": False}) if s else None,
+                    }
+                )
     return out
 
 
@@ -228,7 +280,9 @@ def history(*frames: tuple[float, Mapping[NodeName, NodeObservation]]) -> tuple[
     return tuple(snapshot(nodes, at=at) for at, nodes in frames)
 
 
-def steady(nodes: Mapping[NodeName, NodeObservation], *, seconds: float = 4.0, rounds: int = 5) -> tuple[Snapshot, ...]:
+def steady(
+    nodes: Mapping[NodeName, NodeObservation], *, seconds: float = 4.0, rounds: int = 5
+) -> tuple[Snapshot, ...]:
     """The same observations over ``rounds`` rounds spread across ``seconds``: long enough, by
     default, to confirm any failure under the default detection policy."""
     step = seconds / (rounds - 1) if rounds > 1 else 0.0
@@ -240,7 +294,9 @@ def steady(nodes: Mapping[NodeName, NodeObservation], *, seconds: float = 4.0, r
 
 def baseline(t: Topology, primary: NodeName, *, no_tx: int = 0) -> Baseline:
     """The baseline a proven-safe record holds for a primary up for UPTIME seconds."""
-    return Baseline(primary=primary, server_id=server_id(t, primary), boot_wall=round(WALL - UPTIME), no_tx=no_tx)
+    return Baseline(
+        primary=primary, server_id=server_id(t, primary), boot_wall=round(WALL - UPTIME), no_tx=no_tx
+    )
 
 
 def record(t: Topology, shard: ShardName, *, sync: SyncState = SyncState.IDC_SAFE, **upd: Any) -> ShardRecord:
@@ -257,10 +313,19 @@ def records(
     return {s.name: record(t, s.name, sync=per_shard.get(s.name, sync)) for s in t.shards}
 
 
-def failover_op(shard: ShardName, *, epoch: int = 1, reason: str = "test", steps_done: tuple[str, ...] = ()) -> Operation:
+def failover_op(
+    shard: ShardName, *, epoch: int = 1, reason: str = "test", steps_done: tuple[str, ...] = ()
+) -> Operation:
     """The IDC failover decide() starts for a shard of the home layout: to its acker, with the
     cascade as the new acker."""
     return Operation(
-        id=f"{shard}/e{epoch}/idc_failover", kind=OpKind.IDC_FAILOVER, shard=shard, old_primary=f"{shard}-m",
-        target=f"{shard}-sx", new_ackers=(f"{shard}-cas",), reason=reason, started_wall=WALL, steps_done=steps_done,
+        id=f"{shard}/e{epoch}/idc_failover",
+        kind=OpKind.IDC_FAILOVER,
+        shard=shard,
+        old_primary=f"{shard}-m",
+        target=f"{shard}-sx",
+        new_ackers=(f"{shard}-cas",),
+        reason=reason,
+        started_wall=WALL,
+        steps_done=steps_done,
     )

@@ -53,15 +53,27 @@ def diverged(a: GtidPos, b: GtidPos) -> bool:
         ("0-1-42,", (Gtid(0, 1, 42),)),
         (f"{2**32 - 1}-{2**32 - 1}-{2**64 - 1}", (Gtid(2**32 - 1, 2**32 - 1, 2**64 - 1),)),
     ],
-    ids=["one", "two", "sorted-by-domain", "spaces", "comma-newline", "newline", "trailing-comma", "max-values"],
+    ids=[
+        "one",
+        "two",
+        "sorted-by-domain",
+        "spaces",
+        "comma-newline",
+        "newline",
+        "trailing-comma",
+        "max-values",
+    ],
 )
 def test_parse_valid(text: str, expected: tuple[Gtid, ...]) -> None:
     """A valid position parses to one GTID per domain, sorted by domain, whatever the spacing."""
     assert P(text).by_domain == expected
 
 
-@pytest.mark.parametrize("text", [None, "", "   ", ",", "\n", " , \n "], ids=["none", "empty", "spaces", "comma",
-                                                                              "newline", "blank-items"])
+@pytest.mark.parametrize(
+    "text",
+    [None, "", "   ", ",", "\n", " , \n "],
+    ids=["none", "empty", "spaces", "comma", "newline", "blank-items"],
+)
 def test_parse_empty(text: str | None) -> None:
     """None, empty or blank text is the empty position, which is falsy."""
     p = P(text)
@@ -86,8 +98,20 @@ def test_parse_empty(text: str | None) -> None:
         (f"0-{2**32}-1", f"0-{2**32}-1"),
         (f"0-1-{2**64}", f"0-1-{2**64}"),
     ],
-    ids=["two-parts", "four-parts", "letters", "one-bad-item", "letter-domain", "negative", "empty-server",
-         "inner-space", "sign", "domain-too-big", "server-too-big", "seq-too-big"],
+    ids=[
+        "two-parts",
+        "four-parts",
+        "letters",
+        "one-bad-item",
+        "letter-domain",
+        "negative",
+        "empty-server",
+        "inner-space",
+        "sign",
+        "domain-too-big",
+        "server-too-big",
+        "seq-too-big",
+    ],
 )
 def test_parse_error_names_the_bad_part(text: str, bad_part: str) -> None:
     """Malformed text raises GtidParseError whose message quotes the offending item."""
@@ -101,16 +125,20 @@ def test_parse_error_is_a_value_error() -> None:
     assert issubclass(GtidParseError, ValueError)
 
 
-@pytest.mark.parametrize("text", ["0-1-5,0-2-6", "0-1-5,0-1-5", "1-1-1,0-1-1,1-2-2"],
-                         ids=["two-servers", "twice-same", "unsorted"])
+@pytest.mark.parametrize(
+    "text", ["0-1-5,0-2-6", "0-1-5,0-1-5", "1-1-1,0-1-1,1-2-2"], ids=["two-servers", "twice-same", "unsorted"]
+)
 def test_parse_rejects_a_domain_named_twice(text: str) -> None:
     """A position holds one GTID per domain; naming a domain twice is an error that says so."""
     with pytest.raises(GtidParseError, match="domain twice"):
         P(text)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gtid.py:51 str.isdigit() accepts non-ASCII digits such as '²', "
-                   "then int() raises a bare ValueError instead of GtidParseError")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: gtid.py:51 str.isdigit() accepts non-ASCII digits such as '²', "
+    "then int() raises a bare ValueError instead of GtidParseError",
+)
 def test_parse_rejects_non_ascii_digits_with_a_parse_error() -> None:
     """Superscript digits are not a GTID: the error is a GtidParseError naming the item."""
     with pytest.raises(GtidParseError):
@@ -120,8 +148,11 @@ def test_parse_rejects_non_ascii_digits_with_a_parse_error() -> None:
 # -- str --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "printed"), [("", ""), ("0-1-42", "0-1-42"), ("1-2-7, 0-1-42", "0-1-42,1-2-7")],
-                         ids=["empty", "one", "normalised"])
+@pytest.mark.parametrize(
+    ("text", "printed"),
+    [("", ""), ("0-1-42", "0-1-42"), ("1-2-7, 0-1-42", "0-1-42,1-2-7")],
+    ids=["empty", "one", "normalised"],
+)
 def test_str_is_the_canonical_text(text: str, printed: str) -> None:
     """str() prints the MariaDB form, comma-separated, sorted by domain, without spaces."""
     assert str(P(text)) == printed
@@ -151,8 +182,18 @@ def test_parse_str_round_trip(p: GtidPos) -> None:
         ("0-1-5", "1-1-9", 1, Relation.BEHIND),
         ("0-1-5,1-1-9", "0-1-5", 1, Relation.AHEAD),
     ],
-    ids=["equal", "ahead", "behind", "diverged", "other-server-ahead", "missing-other", "missing-self",
-         "both-missing", "other-domain", "extra-domain"],
+    ids=[
+        "equal",
+        "ahead",
+        "behind",
+        "diverged",
+        "other-server-ahead",
+        "missing-other",
+        "missing-self",
+        "both-missing",
+        "other-domain",
+        "extra-domain",
+    ],
 )
 def test_relation_per_domain(a: str, b: str, domain: int, expected: Relation) -> None:
     """relation() compares two positions in one domain; a missing domain counts as sequence 0."""
@@ -162,8 +203,12 @@ def test_relation_per_domain(a: str, b: str, domain: int, expected: Relation) ->
 @given(positions, positions, st.integers(0, 3))
 def test_relation_is_antisymmetric(a: GtidPos, b: GtidPos, d: int) -> None:
     """a is AHEAD of b exactly when b is BEHIND a; EQUAL and DIVERGED are symmetric."""
-    mirror = {Relation.AHEAD: Relation.BEHIND, Relation.BEHIND: Relation.AHEAD,
-              Relation.EQUAL: Relation.EQUAL, Relation.DIVERGED: Relation.DIVERGED}
+    mirror = {
+        Relation.AHEAD: Relation.BEHIND,
+        Relation.BEHIND: Relation.AHEAD,
+        Relation.EQUAL: Relation.EQUAL,
+        Relation.DIVERGED: Relation.DIVERGED,
+    }
     assert b.relation(a, d) == mirror[a.relation(b, d)]
 
 
@@ -184,8 +229,18 @@ def test_relation_is_antisymmetric(a: GtidPos, b: GtidPos, d: int) -> None:
         ("0-1-9,1-1-1", "0-1-5,1-1-3", False),
         ("0-2-9", "0-1-5", True),
     ],
-    ids=["equal", "ahead", "behind", "diverged", "anything-contains-empty", "empty-contains-nothing",
-         "extra-domain", "missing-domain", "behind-in-one-domain", "later-server-ahead"],
+    ids=[
+        "equal",
+        "ahead",
+        "behind",
+        "diverged",
+        "anything-contains-empty",
+        "empty-contains-nothing",
+        "extra-domain",
+        "missing-domain",
+        "behind-in-one-domain",
+        "later-server-ahead",
+    ],
 )
 def test_contains(a: str, b: str, expected: bool) -> None:
     """a contains b when it is at or past b in every domain b names, with no divergence."""
@@ -228,8 +283,11 @@ def test_mutual_containment_with_the_same_domains_is_equality(a: GtidPos, b: Gti
         assert a == b
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gtid.py:103 a missing domain counts as sequence 0, yet "
-                   "'0-2-0' parses; then '0-2-0' contains '' which contains '0-1-0', but '0-2-0' and '0-1-0' diverge")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: gtid.py:103 a missing domain counts as sequence 0, yet "
+    "'0-2-0' parses; then '0-2-0' contains '' which contains '0-1-0', but '0-2-0' and '0-1-0' diverge",
+)
 def test_contains_is_transitive_with_sequence_zero() -> None:
     """Transitivity holds for every position parse() accepts, including sequence 0."""
     a, b, c = P("0-2-0"), P(""), P("0-1-0")
@@ -253,8 +311,17 @@ def test_contains_is_transitive_with_sequence_zero() -> None:
         ("0-1-4,1-3-3", "0-1-5,1-1-3", {1}),
         ("0-1-5", "", {0}),
     ],
-    ids=["at-point", "behind-point", "ahead", "diverged", "empty-node", "errant-domain", "ahead-in-one",
-         "diverged-in-one", "empty-point"],
+    ids=[
+        "at-point",
+        "behind-point",
+        "ahead",
+        "diverged",
+        "empty-node",
+        "errant-domain",
+        "ahead-in-one",
+        "diverged-in-one",
+        "empty-point",
+    ],
 )
 def test_past_names_the_errant_domains(node: str, point: str, errant: set[int]) -> None:
     """past(point) is the set of domains where the node holds something the promotion point lacks."""
@@ -287,8 +354,15 @@ def test_past_only_names_domains_of_the_node(node: GtidPos, point: GtidPos) -> N
         ("0-1-5", "0-2-5", "0-1-5"),
         ("0-1-5,1-1-9", "0-2-8,1-1-2", "0-2-8,1-1-9"),
     ],
-    ids=["later-wins", "earlier-loses", "union-of-domains", "empty-left", "empty-right", "tie-keeps-self",
-         "per-domain"],
+    ids=[
+        "later-wins",
+        "earlier-loses",
+        "union-of-domains",
+        "empty-left",
+        "empty-right",
+        "tie-keeps-self",
+        "per-domain",
+    ],
 )
 def test_merge_is_the_per_domain_maximum(a: str, b: str, merged: str) -> None:
     """merge() keeps the later GTID of each domain; on a sequence tie the left side wins."""
@@ -349,7 +423,7 @@ class _Holder(BaseModel):
 
 def test_pydantic_fields_parse_and_serialise_as_text() -> None:
     """A GtidPos field accepts the MariaDB text, keeps GtidPos values and dumps back to the text."""
-    h = _Holder(pos="1-2-7,0-1-42")  # type: ignore[arg-type]
+    h = _Holder(pos="1-2-7,0-1-42")
     assert h.pos == P("0-1-42,1-2-7")
     assert _Holder(pos=h.pos).pos is h.pos
     assert h.model_dump(mode="json") == {"pos": "0-1-42,1-2-7"}
@@ -360,4 +434,4 @@ def test_pydantic_fields_parse_and_serialise_as_text() -> None:
 def test_pydantic_rejects_what_is_not_a_position(bad: object) -> None:
     """A field fed anything but a valid position string fails validation."""
     with pytest.raises(ValidationError):
-        _Holder(pos=bad)  # type: ignore[arg-type]
+        _Holder(pos=bad)

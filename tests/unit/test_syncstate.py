@@ -43,7 +43,9 @@ def step(rec: ShardRecord, nodes: Nodes) -> ShardRecord:
 def waiting(seq: int = 100, *, no_tx: int = 0, **upd: Any) -> ShardRecord:
     """UNKNOWN, with a recovery waiting for the acker to receive the primary's position ``seq``."""
     rec = record(TOPO, S, sync=SyncState.UNKNOWN, **upd)
-    return rec.model_copy(update={"recovery": Recovery(target=pos(TOPO, S, seq), baseline=baseline(TOPO, M, no_tx=no_tx))})
+    return rec.model_copy(
+        update={"recovery": Recovery(target=pos(TOPO, S, seq), baseline=baseline(TOPO, M, no_tx=no_tx))}
+    )
 
 
 def acker_at(nodes: Nodes, seq: int, name: NodeName = SX) -> Nodes:
@@ -74,63 +76,122 @@ class Case:
 
 CASES: dict[str, Case] = {
     # climbing back: evidence first, then the state
-    "unknown-records-recovery-target": Case(UNKNOWN, H, SyncState.UNKNOWN, "waiting for shard1-sx to receive 0-4406-100",
-                                            recovery=True),
-    "target-received-gives-idc-safe": Case(waiting(), H, SyncState.IDC_SAFE, "shard1-sx received everything up to",
-                                           recovery=False),
-    "target-overtaken-gives-idc-safe": Case(waiting(100), acker_at(with_master(H, M), 103), SyncState.IDC_SAFE,
-                                            recovery=False),
+    "unknown-records-recovery-target": Case(
+        UNKNOWN, H, SyncState.UNKNOWN, "waiting for shard1-sx to receive 0-4406-100", recovery=True
+    ),
+    "target-received-gives-idc-safe": Case(
+        waiting(), H, SyncState.IDC_SAFE, "shard1-sx received everything up to", recovery=False
+    ),
+    "target-overtaken-gives-idc-safe": Case(
+        waiting(100), acker_at(with_master(H, M), 103), SyncState.IDC_SAFE, recovery=False
+    ),
     "target-not-yet-received": Case(waiting(100), acker_at(H, 99), SyncState.UNKNOWN, same=True),
     "async-climbs-the-same-way": Case(ASYNC, H, SyncState.ASYNC, "waiting for shard1-sx", recovery=True),
     "acker-in-primary-idc-gives-node-safe": Case(
-        waiting(ackers=(MS,)), acking(acking(H, MS), SX, on=False), SyncState.NODE_SAFE, "shard1-ms received",
-        recovery=False),
+        waiting(ackers=(MS,)),
+        acking(acking(H, MS), SX, on=False),
+        SyncState.NODE_SAFE,
+        "shard1-ms received",
+        recovery=False,
+    ),
     # falling: a safe shard stops being one
-    "semisync-master-off": Case(IDC_SAFE, with_master(H, M, enabled=False), SyncState.ASYNC,
-                                "semi-sync master is off on the primary shard1-m"),
-    "no-semisync-plugin": Case(IDC_SAFE, changed(H, M, semisync_master=None), SyncState.ASYNC, "semi-sync master is off"),
-    "no-tx-rose": Case(IDC_SAFE, with_master(H, M, no_tx=2), SyncState.ASYNC,
-                       "2 commit(s) on shard1-m went through without an ack"),
-    "finite-timeout": Case(IDC_SAFE, with_master(H, M, timeout_ms=10_000), SyncState.UNKNOWN,
-                           "rpl_semi_sync_master_timeout on shard1-m is 10000 ms"),
-    "wait-point-after-commit": Case(IDC_SAFE, with_master(H, M, wait_point="AFTER_COMMIT"), SyncState.UNKNOWN,
-                                    "is AFTER_COMMIT, not AFTER_SYNC"),
-    "non-acker-replica-acking": Case(IDC_SAFE, acking(H, MS), SyncState.UNKNOWN,
-                                     "shard1-ms acks commits of shard1-m but is not the recorded acker"),
-    "restart-with-unacked-commits": Case(IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_tx=1),
-                                         SyncState.ASYNC, "1 commit(s)"),
-    "node-safe-falls-too": Case(record(TOPO, S, sync=SyncState.NODE_SAFE), with_master(H, M, no_tx=1),
-                                SyncState.ASYNC),
-    "recovery-dropped-when-unsafe": Case(waiting(), with_master(H, M, timeout_ms=500), SyncState.UNKNOWN,
-                                         "500 ms", recovery=False),
+    "semisync-master-off": Case(
+        IDC_SAFE,
+        with_master(H, M, enabled=False),
+        SyncState.ASYNC,
+        "semi-sync master is off on the primary shard1-m",
+    ),
+    "no-semisync-plugin": Case(
+        IDC_SAFE, changed(H, M, semisync_master=None), SyncState.ASYNC, "semi-sync master is off"
+    ),
+    "no-tx-rose": Case(
+        IDC_SAFE,
+        with_master(H, M, no_tx=2),
+        SyncState.ASYNC,
+        "2 commit(s) on shard1-m went through without an ack",
+    ),
+    "finite-timeout": Case(
+        IDC_SAFE,
+        with_master(H, M, timeout_ms=10_000),
+        SyncState.UNKNOWN,
+        "rpl_semi_sync_master_timeout on shard1-m is 10000 ms",
+    ),
+    "wait-point-after-commit": Case(
+        IDC_SAFE,
+        with_master(H, M, wait_point="AFTER_COMMIT"),
+        SyncState.UNKNOWN,
+        "is AFTER_COMMIT, not AFTER_SYNC",
+    ),
+    "non-acker-replica-acking": Case(
+        IDC_SAFE,
+        acking(H, MS),
+        SyncState.UNKNOWN,
+        "shard1-ms acks commits of shard1-m but is not the recorded acker",
+    ),
+    "restart-with-unacked-commits": Case(
+        IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_tx=1), SyncState.ASYNC, "1 commit(s)"
+    ),
+    "node-safe-falls-too": Case(
+        record(TOPO, S, sync=SyncState.NODE_SAFE), with_master(H, M, no_tx=1), SyncState.ASYNC
+    ),
+    "recovery-dropped-when-unsafe": Case(
+        waiting(), with_master(H, M, timeout_ms=500), SyncState.UNKNOWN, "500 ms", recovery=False
+    ),
     # staying put
     "healthy-safe-shard-unchanged": Case(IDC_SAFE, H, SyncState.IDC_SAFE, same=True),
-    "wait-point-lower-case-accepted": Case(IDC_SAFE, with_master(H, M, wait_point="after_sync"), SyncState.IDC_SAFE,
-                                           same=True),
+    "wait-point-lower-case-accepted": Case(
+        IDC_SAFE, with_master(H, M, wait_point="after_sync"), SyncState.IDC_SAFE, same=True
+    ),
     "remote-acking-its-own-source-is-harmless": Case(IDC_SAFE, acking(H, REM), SyncState.IDC_SAFE, same=True),
     "acker-disconnect-keeps-idc-safe": Case(IDC_SAFE, lost(TOPO, H, [SX]), SyncState.IDC_SAFE, same=True),
     "unreachable-primary-changes-nothing": Case(IDC_SAFE, lost(TOPO, H, [M]), SyncState.IDC_SAFE, same=True),
     "unreachable-primary-keeps-unknown": Case(UNKNOWN, lost(TOPO, H, [M]), SyncState.UNKNOWN, same=True),
     "unreachable-primary-keeps-recovery": Case(waiting(), lost(TOPO, H, [M]), SyncState.UNKNOWN, same=True),
-    "unprobed-primary-changes-nothing": Case(IDC_SAFE, {n: o for n, o in H.items() if n != M}, SyncState.IDC_SAFE,
-                                             same=True),
-    "op-in-flight-freezes-the-record": Case(IDC_SAFE.model_copy(update={"op": failover_op(S)}),
-                                            with_master(H, M, enabled=False, no_tx=9), SyncState.IDC_SAFE, same=True),
+    "unprobed-primary-changes-nothing": Case(
+        IDC_SAFE, {n: o for n, o in H.items() if n != M}, SyncState.IDC_SAFE, same=True
+    ),
+    "op-in-flight-freezes-the-record": Case(
+        IDC_SAFE.model_copy(update={"op": failover_op(S)}),
+        with_master(H, M, enabled=False, no_tx=9),
+        SyncState.IDC_SAFE,
+        same=True,
+    ),
     # not ready to climb: say why, record nothing else
-    "acker-unreachable": Case(ASYNC, lost(TOPO, H, [SX]), SyncState.ASYNC, "not proven: the acker shard1-sx is unreachable",
-                              recovery=False),
-    "acker-io-disconnected": Case(ASYNC, with_replica(H, SX, io_running="Connecting"), SyncState.ASYNC,
-                                  "shard1-sx is not connected as a semi-sync replica", recovery=False),
-    "acker-not-acking": Case(ASYNC, acking(H, SX, on=False), SyncState.ASYNC, "not connected as a semi-sync replica"),
-    "semisync-not-in-force": Case(ASYNC, with_master(H, M, status=False), SyncState.ASYNC,
-                                  "semi-sync is not in force on shard1-m"),
-    "no-semisync-client": Case(ASYNC, with_master(H, M, clients=0), SyncState.ASYNC, "no semi-sync replica connected"),
-    "acker-replicates-elsewhere": Case(ASYNC, with_replica(H, SX, source_host="10.0.3.12", source_port=4410),
-                                       SyncState.ASYNC, "shard1-sx does not replicate from shard1-m"),
-    "two-ackers-recorded": Case(record(TOPO, S, sync=SyncState.ASYNC, ackers=(SX, CAS)), H, SyncState.ASYNC,
-                                "2 ackers are recorded"),
-    "recovery-dropped-when-acker-goes": Case(waiting(), lost(TOPO, H, [SX]), SyncState.UNKNOWN, "not proven",
-                                             recovery=False),
+    "acker-unreachable": Case(
+        ASYNC,
+        lost(TOPO, H, [SX]),
+        SyncState.ASYNC,
+        "not proven: the acker shard1-sx is unreachable",
+        recovery=False,
+    ),
+    "acker-io-disconnected": Case(
+        ASYNC,
+        with_replica(H, SX, io_running="Connecting"),
+        SyncState.ASYNC,
+        "shard1-sx is not connected as a semi-sync replica",
+        recovery=False,
+    ),
+    "acker-not-acking": Case(
+        ASYNC, acking(H, SX, on=False), SyncState.ASYNC, "not connected as a semi-sync replica"
+    ),
+    "semisync-not-in-force": Case(
+        ASYNC, with_master(H, M, status=False), SyncState.ASYNC, "semi-sync is not in force on shard1-m"
+    ),
+    "no-semisync-client": Case(
+        ASYNC, with_master(H, M, clients=0), SyncState.ASYNC, "no semi-sync replica connected"
+    ),
+    "acker-replicates-elsewhere": Case(
+        ASYNC,
+        with_replica(H, SX, source_host="10.0.3.12", source_port=4410),
+        SyncState.ASYNC,
+        "shard1-sx does not replicate from shard1-m",
+    ),
+    "two-ackers-recorded": Case(
+        record(TOPO, S, sync=SyncState.ASYNC, ackers=(SX, CAS)), H, SyncState.ASYNC, "2 ackers are recorded"
+    ),
+    "recovery-dropped-when-acker-goes": Case(
+        waiting(), lost(TOPO, H, [SX]), SyncState.UNKNOWN, "not proven", recovery=False
+    ),
 }
 
 
@@ -146,8 +207,12 @@ def test_transition(case: Case) -> None:
     if case.recovery is not None:
         assert (new.recovery is not None) is case.recovery
     assert new.updated_wall == WALL
-    assert (new.shard, new.epoch, new.primary, new.ackers) == (case.rec.shard, case.rec.epoch, case.rec.primary,
-                                                               case.rec.ackers)
+    assert (new.shard, new.epoch, new.primary, new.ackers) == (
+        case.rec.shard,
+        case.rec.epoch,
+        case.rec.primary,
+        case.rec.ackers,
+    )
 
 
 def test_recovery_target_is_the_primary_binlog_position_and_baseline_its_counters() -> None:
@@ -201,9 +266,12 @@ def test_a_repeated_bad_observation_writes_once() -> None:
     assert step(first, nodes) is first
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: syncstate.py:59-79 unsafe_reason ignores rpl_semi_sync_master_wait_no_slave"
-                   "; with it OFF semi-sync switches to async the moment the acker disconnects, so a shard can be"
-                   " IDC_SAFE while commits go through un-acked until the next probe sees no_tx rise")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: syncstate.py:54-66 unsafe_reason ignores rpl_semi_sync_master_wait_no_slave"
+    "; with it OFF semi-sync switches to async the moment the acker disconnects, so a shard can be"
+    " IDC_SAFE while commits go through un-acked until the next probe sees no_tx rise",
+)
 def test_wait_no_slave_off_is_not_safe() -> None:
     """With wait_no_slave OFF semi-sync can fall back unseen, so the shard is not counted synchronous."""
     new = step(IDC_SAFE, with_master(H, M, wait_no_slave=False))
@@ -224,8 +292,12 @@ def test_safe_state_depends_on_where_the_ackers_are() -> None:
 def worlds(draw: st.DrawFn) -> tuple[ShardRecord, Nodes]:
     """A shard1 record in any state and an observation of its nodes with any semi-sync settings."""
     nodes = with_master(
-        changed(H, M, gtid_binlog_pos=pos(TOPO, S, draw(st.integers(100, 102))),
-                uptime_s=draw(st.sampled_from([UPTIME, 30]))),
+        changed(
+            H,
+            M,
+            gtid_binlog_pos=pos(TOPO, S, draw(st.integers(100, 102))),
+            uptime_s=draw(st.sampled_from([UPTIME, 30])),
+        ),
         M,
         enabled=draw(st.booleans()),
         status=draw(st.booleans()),
@@ -250,8 +322,14 @@ def worlds(draw: st.DrawFn) -> tuple[ShardRecord, Nodes]:
     if sync in SAFE and draw(st.booleans()):
         rec = rec.model_copy(update={"baseline": baseline(TOPO, M, no_tx=draw(st.integers(0, 3)))})
     if sync not in SAFE and draw(st.booleans()):
-        rec = rec.model_copy(update={"recovery": Recovery(
-            target=pos(TOPO, S, draw(st.integers(99, 102))), baseline=baseline(TOPO, M, no_tx=draw(st.integers(0, 3))))})
+        rec = rec.model_copy(
+            update={
+                "recovery": Recovery(
+                    target=pos(TOPO, S, draw(st.integers(99, 102))),
+                    baseline=baseline(TOPO, M, no_tx=draw(st.integers(0, 3))),
+                )
+            }
+        )
     return rec, nodes
 
 
@@ -277,19 +355,32 @@ def test_an_unacked_commit_always_ends_safety(world: tuple[ShardRecord, Nodes]) 
     """A safe record whose primary (same boot) shows no_tx above the baseline becomes ASYNC."""
     rec, nodes = world
     m = nodes[M].semisync_master
-    if (rec.sync in SAFE and rec.baseline is not None and nodes[M].reachable and m is not None and m.enabled
-            and nodes[M].uptime_s == UPTIME and m.no_tx > rec.baseline.no_tx):
+    if (
+        rec.sync in SAFE
+        and rec.baseline is not None
+        and nodes[M].reachable
+        and m is not None
+        and m.enabled
+        and nodes[M].uptime_s == UPTIME
+        and m.no_tx > rec.baseline.no_tx
+    ):
         assert step(rec, nodes).sync == SyncState.ASYNC
 
 
 @given(worlds())
 def test_reaching_safety_needs_everything_in_force(world: tuple[ShardRecord, Nodes]) -> None:
-    """A record only climbs to a safe state when semi-sync is on at both ends and the acker holds the target."""
+    """A record climbs to a safe state only with semi-sync on at both ends and the target received."""
     rec, nodes = world
     new = step(rec, nodes)
     if rec.sync not in SAFE and new.sync in SAFE:
         m, a = nodes[M].semisync_master, nodes[SX]
-        assert m is not None and m.enabled and m.status and m.clients >= 1 and m.wait_point.upper() == "AFTER_SYNC"
+        assert (
+            m is not None
+            and m.enabled
+            and m.status
+            and m.clients >= 1
+            and m.wait_point.upper() == "AFTER_SYNC"
+        )
         assert a.reachable and a.replica is not None and a.replica.io_connected
         assert a.semisync_slave is not None and a.semisync_slave.status
         assert rec.recovery is not None and a.received().contains(rec.recovery.target)

@@ -17,7 +17,20 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, ProbeFailure, Snapshot
 from idc_ha.model.policy import Detection
 
-from .builders import TOPO, entry, history, layout, topology, home_nodes, idc_lost, in_idc, lost, on_machine, steady, with_replica
+from .builders import (
+    TOPO,
+    entry,
+    history,
+    home_nodes,
+    idc_lost,
+    in_idc,
+    layout,
+    lost,
+    on_machine,
+    steady,
+    topology,
+    with_replica,
+)
 
 REFUSED, TIMEOUT = ProbeFailure.REFUSED, ProbeFailure.TIMEOUT
 D = Detection()  # confirm_refused_s=0.4, confirm_other_s=3.0, min_rounds=2
@@ -45,47 +58,93 @@ class Case:
 
 CASES: dict[str, Case] = {
     "all-reachable": Case(steady(H), "shard1-m", Health.ALIVE),
-    "refused-shorter-than-confirm": Case(failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.3, rounds=3),
-                                         "shard1-m", Health.SUSPECT),
-    "refused-long-but-one-round": Case(history((-5.0, H), (0.0, lost(TOPO, H, ["shard1-m"], REFUSED))),
-                                       "shard1-m", Health.SUSPECT),
-    "refused-confirmed-and-witnessed": Case(failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.5, rounds=2),
-                                            "shard1-m", Health.DEAD, witness="shard1-ms"),
+    "refused-shorter-than-confirm": Case(
+        failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.3, rounds=3), "shard1-m", Health.SUSPECT
+    ),
+    "refused-long-but-one-round": Case(
+        history((-5.0, H), (0.0, lost(TOPO, H, ["shard1-m"], REFUSED))), "shard1-m", Health.SUSPECT
+    ),
+    "refused-confirmed-and-witnessed": Case(
+        failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.5, rounds=2),
+        "shard1-m",
+        Health.DEAD,
+        witness="shard1-ms",
+    ),
     "refused-confirmed-no-witness": Case(
         failing(lost(TOPO, H, ["shard1-m"], REFUSED, witnessed=False), seconds=0.5, rounds=2),
-        "shard1-m", Health.UNREACHABLE),
-    "timeout-needs-confirm-other": Case(failing(lost(TOPO, H, ["shard1-m"], TIMEOUT), seconds=2.0, rounds=5),
-                                        "shard1-m", Health.SUSPECT),
-    "timeout-confirmed-and-witnessed": Case(failing(lost(TOPO, H, ["shard1-m"], TIMEOUT), seconds=3.0, rounds=5),
-                                            "shard1-m", Health.DEAD, witness="shard1-ms"),
+        "shard1-m",
+        Health.UNREACHABLE,
+    ),
+    "timeout-needs-confirm-other": Case(
+        failing(lost(TOPO, H, ["shard1-m"], TIMEOUT), seconds=2.0, rounds=5), "shard1-m", Health.SUSPECT
+    ),
+    "timeout-confirmed-and-witnessed": Case(
+        failing(lost(TOPO, H, ["shard1-m"], TIMEOUT), seconds=3.0, rounds=5),
+        "shard1-m",
+        Health.DEAD,
+        witness="shard1-ms",
+    ),
     "timeout-confirmed-no-witness": Case(
         failing(lost(TOPO, H, ["shard1-m"], TIMEOUT, witnessed=False), seconds=3.0, rounds=5),
-        "shard1-m", Health.UNREACHABLE),
-    "acker-witnessed-by-its-replicas": Case(failing(lost(TOPO, H, ["shard1-sx"], REFUSED), seconds=1.0, rounds=3),
-                                            "shard1-sx", Health.DEAD, witness="shard1-cas"),
+        "shard1-m",
+        Health.UNREACHABLE,
+    ),
+    "acker-witnessed-by-its-replicas": Case(
+        failing(lost(TOPO, H, ["shard1-sx"], REFUSED), seconds=1.0, rounds=3),
+        "shard1-sx",
+        Health.DEAD,
+        witness="shard1-cas",
+    ),
     "node-without-replicas-is-never-witnessed": Case(
-        failing(lost(TOPO, H, ["shard1-ms"], REFUSED), seconds=1.0, rounds=3), "shard1-ms", Health.UNREACHABLE),
-    "blip-then-reachable": Case(history((0.0, H), (1.0, lost(TOPO, H, ["shard1-m"], REFUSED)),
-                                        (5.0, lost(TOPO, H, ["shard1-m"], REFUSED)), (5.2, H)),
-                                "shard1-m", Health.ALIVE),
+        failing(lost(TOPO, H, ["shard1-ms"], REFUSED), seconds=1.0, rounds=3), "shard1-ms", Health.UNREACHABLE
+    ),
+    "blip-then-reachable": Case(
+        history(
+            (0.0, H),
+            (1.0, lost(TOPO, H, ["shard1-m"], REFUSED)),
+            (5.0, lost(TOPO, H, ["shard1-m"], REFUSED)),
+            (5.2, H),
+        ),
+        "shard1-m",
+        Health.ALIVE,
+    ),
     "reachable-again-resets-the-streak": Case(
-        history((0.0, lost(TOPO, H, ["shard1-m"], REFUSED)), (5.0, lost(TOPO, H, ["shard1-m"], REFUSED)), (5.2, H),
-                (5.4, lost(TOPO, H, ["shard1-m"], REFUSED))),
-        "shard1-m", Health.SUSPECT),
+        history(
+            (0.0, lost(TOPO, H, ["shard1-m"], REFUSED)),
+            (5.0, lost(TOPO, H, ["shard1-m"], REFUSED)),
+            (5.2, H),
+            (5.4, lost(TOPO, H, ["shard1-m"], REFUSED)),
+        ),
+        "shard1-m",
+        Health.SUSPECT,
+    ),
     "one-refusal-in-the-streak-confirms-fast": Case(
-        history((0.0, H), (1.0, lost(TOPO, H, ["shard1-m"], TIMEOUT)), (1.5, lost(TOPO, H, ["shard1-m"], REFUSED))),
-        "shard1-m", Health.DEAD, witness="shard1-ms"),
-    "witness-from-another-idc": Case(failing(with_replica(lost(TOPO, H, ["shard1-m", "shard1-ms"], REFUSED), "shard1-sx",
-                                                          io_running="No"), seconds=1.0, rounds=3),
-                                     "shard1-m", Health.DEAD, witness="shard1-sx"),
-    "not-probed-is-suspect": Case(steady({n: o for n, o in H.items() if n != "shard1-m"}), "shard1-m",
-                                  Health.SUSPECT),
+        history(
+            (0.0, H), (1.0, lost(TOPO, H, ["shard1-m"], TIMEOUT)), (1.5, lost(TOPO, H, ["shard1-m"], REFUSED))
+        ),
+        "shard1-m",
+        Health.DEAD,
+        witness="shard1-ms",
+    ),
+    "witness-from-another-idc": Case(
+        failing(
+            with_replica(lost(TOPO, H, ["shard1-m", "shard1-ms"], REFUSED), "shard1-sx", io_running="No"),
+            seconds=1.0,
+            rounds=3,
+        ),
+        "shard1-m",
+        Health.DEAD,
+        witness="shard1-sx",
+    ),
+    "not-probed-is-suspect": Case(
+        steady({n: o for n, o in H.items() if n != "shard1-m"}), "shard1-m", Health.SUSPECT
+    ),
 }
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_node_verdict(case: Case) -> None:
-    """A node is SUSPECT until confirmed, then DEAD if a replica on another machine agrees, else UNREACHABLE."""
+    """SUSPECT until confirmed, then DEAD if a replica on another machine agrees, else UNREACHABLE."""
     v = verdicts(case.hist).nodes[case.node]
     assert v.health == case.health
     assert v.witness == case.witness
@@ -163,7 +222,12 @@ def test_a_suspect_node_keeps_its_machine_suspect() -> None:
 
 @pytest.mark.parametrize(
     ("lost_machines", "idc1"),
-    [([], Health.ALIVE), (["idc1-m1"], Health.ALIVE), (["idc1-m2"], Health.ALIVE), (["idc1-m1", "idc1-m2"], Health.DEAD)],
+    [
+        ([], Health.ALIVE),
+        (["idc1-m1"], Health.ALIVE),
+        (["idc1-m2"], Health.ALIVE),
+        (["idc1-m1", "idc1-m2"], Health.DEAD),
+    ],
     ids=["none", "m1", "m2", "both"],
 )
 def test_an_idc_is_down_only_when_all_its_machines_are_dead(lost_machines: list[str], idc1: Health) -> None:
@@ -184,8 +248,14 @@ def test_idc_down_with_every_node_witnessed_or_taken_by_its_machine() -> None:
     """A whole IDC lost: every node, machine and the IDC are DEAD; the city stays up thanks to IDC2."""
     v = verdicts(steady(idc_lost(TOPO, H, "IDC1")))
     assert {v.nodes[n].health for n in in_idc(TOPO, "IDC1")} == {Health.DEAD}
-    assert v.machines == {"idc1-m1": Health.DEAD, "idc1-m2": Health.DEAD, "idc2-m1": Health.ALIVE,
-                          "idc2-m2": Health.ALIVE, "idc3-m1": Health.ALIVE, "idc3-m2": Health.ALIVE}
+    assert v.machines == {
+        "idc1-m1": Health.DEAD,
+        "idc1-m2": Health.DEAD,
+        "idc2-m1": Health.ALIVE,
+        "idc2-m2": Health.ALIVE,
+        "idc3-m1": Health.ALIVE,
+        "idc3-m2": Health.ALIVE,
+    }
     assert v.idcs == {"IDC1": Health.DEAD, "IDC2": Health.ALIVE, "IDC3": Health.ALIVE}
     assert v.cities == {"CITY1": Health.ALIVE, "CITY2": Health.ALIVE}
 
@@ -199,7 +269,7 @@ def test_idc_cut_off_from_the_controller_only_is_unreachable() -> None:
 
 
 def test_main_city_lost() -> None:
-    """IDC1 and IDC2 lost together: IDC2 is witnessed by the remotes, IDC1 by nobody left, CITY1 has failed."""
+    """IDC1 and IDC2 lost: IDC2 is witnessed by the remotes, IDC1 by nobody left; CITY1 has failed."""
     v = verdicts(steady(idc_lost(TOPO, H, "IDC1", "IDC2")))
     assert v.idcs["IDC2"] == Health.DEAD
     assert v.idcs["IDC1"] == Health.UNREACHABLE
@@ -209,7 +279,9 @@ def test_main_city_lost() -> None:
 
 def test_failed_means_dead_or_unreachable() -> None:
     """Verdicts.failed() is true for DEAD and UNREACHABLE nodes only."""
-    v = verdicts(failing(lost(TOPO, H, ["shard1-m", "shard2-m"], REFUSED, witnessed=False), seconds=0.5, rounds=2))
+    v = verdicts(
+        failing(lost(TOPO, H, ["shard1-m", "shard2-m"], REFUSED, witnessed=False), seconds=0.5, rounds=2)
+    )
     assert v.failed("shard1-m") and v.failed("shard2-m")
     assert not v.failed("shard1-sx")
     short = verdicts(failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.1, rounds=2))
@@ -234,7 +306,9 @@ def _hist(scn: tuple[set[str], bool, ProbeFailure, float, int]) -> tuple[Snapsho
 
 
 @given(scenarios)
-def test_reachable_nodes_are_always_alive_and_failed_ones_never(scn: tuple[set[str], bool, ProbeFailure, float, int]) -> None:
+def test_reachable_nodes_are_always_alive_and_failed_ones_never(
+    scn: tuple[set[str], bool, ProbeFailure, float, int],
+) -> None:
     """A node answering in the newest snapshot is ALIVE; one that did not answer never is."""
     v = verdicts(_hist(scn))
     for n in NODE_NAMES:
@@ -254,7 +328,9 @@ def test_dead_is_always_corroborated(scn: tuple[set[str], bool, ProbeFailure, fl
 
 
 @given(scenarios)
-def test_nothing_is_confirmed_faster_than_the_policy_allows(scn: tuple[set[str], bool, ProbeFailure, float, int]) -> None:
+def test_nothing_is_confirmed_faster_than_the_policy_allows(
+    scn: tuple[set[str], bool, ProbeFailure, float, int],
+) -> None:
     """No node is DEAD or UNREACHABLE before confirm_*_s and min_rounds have passed."""
     _, _, failure, seconds, rounds = scn
     need = D.confirm_refused_s if failure == REFUSED else D.confirm_other_s
@@ -264,10 +340,11 @@ def test_nothing_is_confirmed_faster_than_the_policy_allows(scn: tuple[set[str],
 
 
 @given(scenarios)
-def test_an_idc_is_dead_only_if_every_machine_with_nodes_is(scn: tuple[set[str], bool, ProbeFailure, float, int]) -> None:
+def test_an_idc_is_dead_only_if_every_machine_with_nodes_is(
+    scn: tuple[set[str], bool, ProbeFailure, float, int],
+) -> None:
     """Under the default policy an IDC is DEAD exactly when all its machines are DEAD."""
     v = verdicts(_hist(scn))
     for idc in TOPO.idcs:
         machines = [m.name for m in TOPO.machines_in_idc(idc.name)]
         assert (v.idcs[idc.name] == Health.DEAD) is all(v.machines[m] == Health.DEAD for m in machines)
-
