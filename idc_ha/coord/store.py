@@ -134,7 +134,14 @@ class FileStore:
         """Append one event to the journal and fsync it before returning."""
         self._ensure()
         if self._journal is None:
-            self._journal = open(self.dir / "journal.jsonl", "ab")
+            path = self.dir / "journal.jsonl"
+            self._journal = open(path, "ab")
+            if self._journal.tell() > 0:
+                with open(path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        # A torn last line from a crash: end it, so the next event stands alone.
+                        self._journal.write(b"\n")
         line = json.dumps({"ts": time.time(), "event": event, **fields}, default=str, separators=(",", ":"))
         self._journal.write(line.encode() + b"\n")
         self._journal.flush()

@@ -26,7 +26,12 @@ def layout_after(
     on return; whatever replicated from the target keeps doing so. Sync state is NODE_SAFE: the
     new ackers sit in the new primary's IDC.
     """
-    gone = {op.old_primary} | {r for r, up in rec.upstreams.items() if up == op.old_primary and r != op.target}
+    gone = {op.old_primary}
+    grew = True
+    while grew:  # everything hanging off the old primary, directly or through others, except the target
+        more = {r for r, up in rec.upstreams.items() if up in gone and r != op.target and r not in gone}
+        gone |= more
+        grew = bool(more)
     ups = {r: up for r, up in rec.upstreams.items() if r not in gone and r != op.target}
     out = tuple(sorted(set(rec.out) | gone))
     idc_same = all(t.idc_of(a) == t.idc_of(op.target) for a in op.new_ackers)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from idc_ha.decide.invariants import check
+from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.layout import new_ackers
 from idc_ha.decide.plan import (
     ArmAcker,
@@ -36,6 +36,7 @@ from idc_ha.decide.plan import (
 from idc_ha.decide.proof import prove_idc_failover
 from idc_ha.decide.syncstate import next_record
 from idc_ha.decide.verdicts import Health, Verdicts, assess
+from idc_ha.errors import InvariantViolation
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import ShardName, SyncState
 from idc_ha.model.observation import Snapshot
@@ -50,7 +51,7 @@ def failover_plan(op: Operation) -> ShardPlan:
     """The steps of an IDC failover; the same for a fresh start and for a resume."""
     t, old = op.target, op.old_primary
     steps = [
-        Fence(node=old, reason=f"{old} must not take writes once {t} is primary"),
+        *(Fence(node=n, reason=f"{n} must not take writes once {t} is primary") for n in (op.fence or (old,))),
         StopReceiving(node=t, reason=f"fix what {t} received from {old} before promoting it"),
         WaitRelayApplied(node=t, reason=f"{t}'s relay log holds the only copy of acknowledged commits"),
         RecordPromotionPoint(node=t, reason="returning nodes are judged against what the new primary holds"),
@@ -99,7 +100,7 @@ def decide(
         recs[s.name] = new
 
     main_city = topology.primary_idc.city
-    city_failed = all(v.idcs[i.name] in (Health.DEAD, Health.UNREACHABLE) for i in topology.idcs_in_city(main_city))
+    city_failed = v.cities[main_city] in (Health.DEAD, Health.UNREACHABLE)
     if city_failed:
         alerts.append(
             Alert(
@@ -120,7 +121,25 @@ def decide(
             continue
         reasons[s] = _shard_rule(rec, snap, topology, policy, control, v, alerts, changed, plans, wall=wall)
 
-    decision = Decision(records=changed, plans=tuple(plans), alerts=tuple(alerts), reasons=reasons, verdicts=v)
+    # Invariants, plan by plan: a violation is a bug; that shard's plan (and the operation it
+    # would have recorded) is dropped with a critical alert, the other shards go on.
+    kept: list[ShardPlan] = []
+    for plan in plans:
+        try:
+            check_plan(plan, changed, records, snap, topology)
+            kept.append(plan)
+        except InvariantViolation as e:
+            if plan.shard in changed and changed[plan.shard].op is not None and not (
+                records.get(plan.shard) and records[plan.shard].op
+            ):
+                changed[plan.shard] = changed[plan.shard].model_copy(update={"op": None})
+                if records.get(plan.shard) == changed[plan.shard]:
+                    del changed[plan.shard]
+            alerts.append(Alert(kind=AlertKind.FAILOVER_STUCK, severity=Severity.CRITICAL, shard=plan.shard,
+                                reason=f"invariant violated, nothing executed: {e.message}",
+                                hint="this is a bug in idc-ha: act by hand and report it"))
+            reasons[plan.shard] = f"no action: invariant violated: {e.message}"
+    decision = Decision(records=changed, plans=tuple(kept), alerts=tuple(alerts), reasons=reasons, verdicts=v)
     check(decision, records, snap, topology)
     return decision
 
@@ -143,6 +162,8 @@ def _shard_rule(
     pv = v.nodes[p]
     if pv.health == Health.ALIVE:
         return f"no action: primary {p} alive, sync {rec.sync}"
+    if v.idcs[pidc] == Health.DEAD and pv.health == Health.SUSPECT:
+        return f"no action yet: IDC {pidc} is down, confirming that primary {p} failed ({pv.evidence})"
     if v.idcs[pidc] == Health.DEAD:
         alerts.append(
             Alert(
@@ -174,6 +195,8 @@ def _shard_rule(
             alerts.append(_alert(AlertKind.NOT_PROVEN_SAFE, rec, f"IDC {pidc} is down but {s} is not promoted: {proof.reason}",
                                  "restore the IDC, or promote by hand accepting the stated risk"))
             return f"no action: cannot prove RPO=0: {proof.reason}"
+        strays = tuple(n.name for n in t.nodes_by_shard[s]
+                       if n.name not in (p, proof.candidate) and (o := snap.nodes.get(n.name)) is not None and o.writable)
         op = Operation(
             id=f"{s}/e{rec.epoch}/{OpKind.IDC_FAILOVER}",
             kind=OpKind.IDC_FAILOVER,
@@ -181,6 +204,8 @@ def _shard_rule(
             old_primary=p,
             target=proof.candidate,
             new_ackers=ackers,
+            fence=(p, *strays),
+            seen_received=snap.nodes[proof.candidate].received(),
             reason=f"IDC {pidc} down ({pv.evidence}); {proof.reason}",
             started_wall=wall,
         )
@@ -190,9 +215,12 @@ def _shard_rule(
                              "", severity=Severity.WARNING))
         return f"IDC failover: {p} -> {proof.candidate} ({op.reason})"
     if pv.health == Health.DEAD:
-        alerts.append(_alert(AlertKind.PRIMARY_UNREACHABLE, rec, f"primary {p} is dead ({pv.evidence}) but IDC {pidc} is up",
+        idc_state = v.idcs[pidc]
+        where = (f"IDC {pidc} is up" if idc_state == Health.ALIVE
+                 else f"IDC {pidc} is {idc_state} (not confirmed down: some of its machines have no witness)")
+        alerts.append(_alert(AlertKind.PRIMARY_UNREACHABLE, rec, f"primary {p} is dead ({pv.evidence}); {where}",
                              "node-level failover is manual in this version", severity=Severity.CRITICAL))
-        return f"no action: primary {p} dead, IDC {pidc} up (node failover not automated yet)"
+        return f"no action: primary {p} dead; {where}; node failover is not automated yet"
     if pv.health == Health.UNREACHABLE:
         alerts.append(_alert(AlertKind.PRIMARY_UNREACHABLE, rec, f"primary {p} is unreachable ({pv.evidence}) and no replica confirms it is gone",
                              "check the controller's own network; no action is taken on one vantage point"))

@@ -7,8 +7,10 @@ from              when                                                       to
 ================  =========================================================  ==================
 any safe state    semi-sync master off on the primary                        ASYNC
 any safe state    Rpl_semi_sync_master_no_tx rose since the baseline          ASYNC
+any safe state    Rpl_semi_sync_master_status OFF while enabled               ASYNC
 any safe state    timeout can expire, wait point not AFTER_SYNC,             UNKNOWN
-                  or a node outside the recorded ackers is acking
+                  wait_no_slave OFF, or a node outside the recorded
+                  ackers is acking
 ASYNC / UNKNOWN   semi-sync on at both ends, acker connected: note the       (same, recovery
                   primary's binlog position as the target                     target recorded)
 ASYNC / UNKNOWN   the acker received the target, no un-acked commit since     IDC_SAFE (acker in
@@ -62,6 +64,10 @@ def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float)
         return SyncState.ASYNC, f"{n} commit(s) on {rec.primary} went through without an ack (Rpl_semi_sync_master_no_tx rose)"
     if m.timeout_ms < SEMISYNC_TIMEOUT_NEVER // 2:
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_timeout on {rec.primary} is {m.timeout_ms} ms: semi-sync may fall back to async unseen"
+    if not m.wait_no_slave:
+        return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_no_slave is OFF on {rec.primary}: commits go async unseen whenever the acker disconnects"
+    if not m.status:
+        return SyncState.ASYNC, f"semi-sync is enabled on {rec.primary} but not in force (Rpl_semi_sync_master_status OFF)"
     if m.wait_point.upper() != "AFTER_SYNC":
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_point on {rec.primary} is {m.wait_point}, not AFTER_SYNC"
     host, port = t.address_of(rec.primary)

@@ -55,15 +55,16 @@ class Verdicts(BaseModel):
 
 def _streak(history: tuple[Snapshot, ...], node: NodeName) -> tuple[float, int, bool]:
     """How long (s) and over how many rounds the node has failed without a break, and whether
-    any failure in the streak was a refused connection."""
+    the newest failure is a refused connection (the machine answers, the server is gone)."""
     now = history[-1].taken_at
-    start, rounds, refused = now, 0, False
+    start, rounds = now, 0
+    newest = history[-1].nodes.get(node)
+    refused = newest is not None and newest.failure == ProbeFailure.REFUSED
     for snap in reversed(history):
         o = snap.nodes.get(node)
         if o is None or o.reachable:
             break
         start, rounds = snap.taken_at, rounds + 1
-        refused = refused or o.failure == ProbeFailure.REFUSED
     return now - start, rounds, refused
 
 

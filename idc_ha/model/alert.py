@@ -46,6 +46,7 @@ class Alert(BaseModel):
     epoch: int | None = None
 
     @property
-    def key(self) -> tuple[str, str | None, str | None, str | None]:
-        """Alerts with the same key are one ongoing condition (deduplicated by the sink)."""
-        return (self.kind, self.shard, self.node, self.idc)
+    def key(self) -> tuple[str, str, str | None, str | None, str | None]:
+        """Alerts with the same key are one ongoing condition (deduplicated by the sink); a rise
+        in severity is a new condition."""
+        return (self.kind, self.severity, self.shard, self.node, self.idc)

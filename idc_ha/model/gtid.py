@@ -48,7 +48,7 @@ class Relation(StrEnum):
 
 def _parse_one(text: str) -> Gtid:
     parts = text.split("-")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
         raise GtidParseError(f"{text!r} is not a GTID (want domain-server-sequence, e.g. 0-1-42)")
     d, s, n = (int(p) for p in parts)
     if d >= 2**32 or s >= 2**32 or n >= 2**64:
@@ -98,14 +98,16 @@ class GtidPos:
         return frozenset(g.domain for g in self.by_domain)
 
     def relation(self, other: GtidPos, d: int) -> Relation:
-        """How self stands to other in domain d (a missing domain counts as sequence 0)."""
+        """How self stands to other in domain d. A missing domain is behind any GTID present."""
         a, b = self.domain(d), other.domain(d)
-        sa, sb = (a.seq if a else 0), (b.seq if b else 0)
+        if a is None or b is None:
+            return Relation.EQUAL if a is b else (Relation.BEHIND if a is None else Relation.AHEAD)
+        sa, sb = a.seq, b.seq
         if sa > sb:
             return Relation.AHEAD
         if sa < sb:
             return Relation.BEHIND
-        if a is not None and b is not None and a.server != b.server:
+        if a.server != b.server:
             return Relation.DIVERGED
         return Relation.EQUAL
 

@@ -43,6 +43,8 @@ class ReplicaStatus(FrozenValue):
     last_sql_error: str = ""
     seconds_behind: int | None = None
     sql_state: str = ""
+    relay_log_file: str = ""  # where the SQL thread reads: needed to resume it without a reset
+    relay_log_pos: int = 0
 
     @property
     def io_connected(self) -> bool:
@@ -51,6 +53,11 @@ class ReplicaStatus(FrozenValue):
     @property
     def sql_ok(self) -> bool:
         return self.sql_running == "Yes"
+
+    @property
+    def io_stopped(self) -> bool:
+        """The IO thread is not running at all (not even reconnecting)."""
+        return self.io_running == "No"
 
 
 class SemiSyncMaster(FrozenValue):

@@ -260,7 +260,8 @@ def _role_problems(
 ) -> Iterator[Problem]:
     k = t.nodes.index(n)
     where = f"nodes[{k}] ({n.name})"
-    idc = t.idc_of(n.name)
+    m = t.machine_by_name.get(n.machine)
+    idc = m.idc if m else "?"
     idc_role = t.idc_by_name[idc].role if idc in t.idc_by_name else None
 
     def wrong_idc(want: str, why: str) -> Problem:

@@ -36,6 +36,8 @@ class Operation(Rec):
     new_ackers: tuple[NodeName, ...]
     reason: str
     started_wall: float
+    fence: tuple[NodeName, ...] = ()  # nodes made read-only first: the old primary and any stray writable node
+    seen_received: GtidPos | None = None  # what the target had received when the proof was made
     promotion_point: GtidPos | None = None  # the target's received position, recorded before detaching it
     steps_done: tuple[str, ...] = ()
 

@@ -75,7 +75,7 @@ class Deduplicating:
         self._sinks = sinks
         self._repeat = repeat_s
         self._clock = clock
-        self._last: dict[tuple[str, str | None, str | None, str | None], float] = {}
+        self._last: dict[tuple[str, str, str | None, str | None, str | None], float] = {}
 
     def emit(self, alert: Alert) -> None:
         now = self._clock()
@@ -83,5 +83,7 @@ class Deduplicating:
         if last is not None and now - last < self._repeat:
             return
         self._last[alert.key] = now
+        if len(self._last) > 10000:  # forget conditions not seen for a while: bounded memory
+            self._last = {k: t for k, t in self._last.items() if now - t < self._repeat}
         for s in self._sinks:
             s.emit(alert)

@@ -106,6 +106,8 @@ def parse_observation(
             last_sql_error=str(slave.get("Last_SQL_Error") or "")[:300],
             seconds_behind=None if sbm is None else int(sbm),
             sql_state=str(slave.get("Slave_SQL_Running_State") or ""),
+            relay_log_file=str(slave.get("Relay_Log_File") or ""),
+            relay_log_pos=int(slave.get("Relay_Log_Pos") or 0),
         )
     return NodeObservation(
         node=node,

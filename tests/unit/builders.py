@@ -327,5 +327,6 @@ def failover_op(
         new_ackers=(f"{shard}-cas",),
         reason=reason,
         started_wall=WALL,
+        fence=(f"{shard}-m",),
         steps_done=steps_done,
     )

@@ -72,18 +72,18 @@ def test_every_tick_gives_one_alert_per_repeat_period(
     assert len(sink.alerts) == 4
 
 
-def test_the_key_is_kind_shard_node_and_idc(dedup: Deduplicating, sink: MemoryAlertSink) -> None:
-    """Alerts differing in kind, shard, node or IDC are separate conditions; reason and severity are not."""
+def test_the_key_is_kind_severity_shard_node_and_idc(dedup: Deduplicating, sink: MemoryAlertSink) -> None:
+    """Alerts differing in kind, severity, shard, node or IDC are separate conditions; reason and epoch are not."""
     dedup.emit(alert())
     dedup.emit(alert(AlertKind.MAIN_CITY_DOWN))
     dedup.emit(alert(shard="shard1"))
     dedup.emit(alert(node="shard1-m"))
     dedup.emit(alert(idc="IDC2"))
-    assert len(sink.alerts) == 5
-    dedup.emit(alert(reason="IDC IDC1 is down, still"))
     dedup.emit(alert(severity=Severity.WARNING))
+    assert len(sink.alerts) == 6
+    dedup.emit(alert(reason="IDC IDC1 is down, still"))
     dedup.emit(alert(epoch=7))
-    assert len(sink.alerts) == 5
+    assert len(sink.alerts) == 6
 
 
 def test_conditions_are_timed_independently(
@@ -173,5 +173,5 @@ def test_payload_id_differs_between_alerts(other: Callable[[], dict[str, object]
 
 
 def test_alert_key() -> None:
-    """An alert's key is (kind, shard, node, idc): what makes it one ongoing condition."""
-    assert alert(shard="s", node="n").key == ("idc_down", "s", "n", "IDC1")
+    """An alert's key is (kind, severity, shard, node, idc): what makes it one ongoing condition."""
+    assert alert(shard="s", node="n").key == ("idc_down", "critical", "s", "n", "IDC1")

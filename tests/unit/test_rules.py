@@ -244,7 +244,8 @@ def test_a_started_failover_is_recorded_before_it_runs() -> None:
     d = run(IDC1_DOWN)
     rec = d.records["shard1"]
     assert rec.op is not None
-    assert rec.op.model_copy(update={"reason": "test"}) == failover_op("shard1")
+    assert rec.op.model_copy(update={"reason": "test", "seen_received": None}) == failover_op("shard1")
+    assert rec.op.seen_received is not None
     assert "IDC IDC1 down" in rec.op.reason
     assert (rec.sync, rec.primary, rec.epoch) == (SyncState.IDC_SAFE, "shard1-m", 1)
 
@@ -312,12 +313,6 @@ def test_acker_recorded_in_another_city_is_never_promoted_automatically() -> Non
     assert "cross-city promotion is manual" in alert.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rules.py:192-195 says 'IDC IDC1 is up' (and 'node failover not automated"
-    " yet') whenever the IDC is not DEAD, although here every IDC1 machine has failed and IDC1 is"
-    " UNREACHABLE: the operator is told the wrong story during a real IDC loss",
-)
 def test_a_dead_primary_in_an_unconfirmed_idc_is_not_reported_with_its_idc_up() -> None:
     """When IDC1 has failed but is not confirmed dead, the alert must not claim IDC1 is up."""
     d = run(lost(TOPO, IDC1_DOWN, ["shard1-sx"]))
@@ -376,16 +371,19 @@ def test_sync_degraded_from_safe_is_critical() -> None:
     assert "ASYNC" in alert.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rules.py:164-188 starts a failover without checking that no other "
-    "node of the shard is writable; invariants.py:50-63 then raises InvariantViolation for the whole "
-    "tick, so one writable replica blocks every shard's failover (and drift() never gets to fence it)",
-)
 def test_a_writable_stray_replica_does_not_block_other_shards() -> None:
     """A writable remote in one shard must not stop decide() from moving the other shards."""
     d = run(changed(IDC1_DOWN, "shard1-rem", read_only=False))
-    assert {p.shard for p in d.plans} >= {"meta", "shard2"}
+    assert {p.shard for p in d.plans} == {"meta", "shard1", "shard2"}
+
+
+def test_a_writable_stray_replica_is_fenced_before_writes_open() -> None:
+    """The shard with the stray writable node fences it (after the old primary) before opening the acker."""
+    d = run(changed(IDC1_DOWN, "shard1-rem", read_only=False))
+    [plan] = [p for p in d.plans if p.shard == "shard1"]
+    kinds = [(s.kind, getattr(s, "node", None)) for s in plan.steps]
+    assert kinds[:2] == [("fence", "shard1-m"), ("fence", "shard1-rem")]
+    assert kinds.index(("fence", "shard1-rem")) < kinds.index(("open_writes", "shard1-sx"))
 
 
 # -- properties over random worlds ------------------------------------------------------------------

@@ -139,12 +139,6 @@ def test_a_torn_last_line_is_skipped(store: FileStore) -> None:
     assert [e["event"] for e in store.journal()] == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py:133-141 append() opens the journal with 'ab' and writes right "
-    "after a torn last line without a newline, so the first event after a crash is glued to the "
-    "fragment and journal() (store.py:148-152) silently drops it",
-)
 def test_the_first_event_after_a_torn_line_is_kept(store: FileStore) -> None:
     """An event appended (and fsynced) after a crash left a torn line is read back."""
     store.append("a")

@@ -175,7 +175,7 @@ CASES: dict[str, Case] = {
         ASYNC, acking(H, SX, on=False), SyncState.ASYNC, "not connected as a semi-sync replica"
     ),
     "semisync-not-in-force": Case(
-        ASYNC, with_master(H, M, status=False), SyncState.ASYNC, "semi-sync is not in force on shard1-m"
+        ASYNC, with_master(H, M, status=False), SyncState.ASYNC, "semi-sync is enabled on shard1-m but not in force"
     ),
     "no-semisync-client": Case(
         ASYNC, with_master(H, M, clients=0), SyncState.ASYNC, "no semi-sync replica connected"
@@ -266,12 +266,6 @@ def test_a_repeated_bad_observation_writes_once() -> None:
     assert step(first, nodes) is first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: syncstate.py:54-66 unsafe_reason ignores rpl_semi_sync_master_wait_no_slave"
-    "; with it OFF semi-sync switches to async the moment the acker disconnects, so a shard can be"
-    " IDC_SAFE while commits go through un-acked until the next probe sees no_tx rise",
-)
 def test_wait_no_slave_off_is_not_safe() -> None:
     """With wait_no_slave OFF semi-sync can fall back unseen, so the shard is not counted synchronous."""
     new = step(IDC_SAFE, with_master(H, M, wait_no_slave=False))

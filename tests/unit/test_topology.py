@@ -378,12 +378,6 @@ def test_problems_never_raises(
     assert all(isinstance(p, Problem) and p.fix for p in found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: problems.py:263 _role_problems looks the node up by name (t.idc_of -> node_by_name "
-    "keeps the last of two same-named nodes); when that one has an unknown machine, topology.py:106 "
-    "raises KeyError, so `idc-ha check` and load_config crash instead of listing the problems",
-)
 def test_duplicate_node_name_beside_an_unknown_machine_is_reported() -> None:
     """Two nodes named alike, the second on an undeclared machine, give problems, not a KeyError."""
     found = broken(set_("nodes", "meta-ms", machine="ghost-m"), set_("nodes", "meta-ms", name="meta-m"))
