@@ -186,3 +186,45 @@ def test_daemon_crash_after_each_step_resumes_to_completion(lab: Lab, tmp_path: 
     finally:
         crashing.stop()
         restarted.stop()
+
+
+def test_a_short_network_blip_of_idc1_causes_no_failover(lab: Lab, daemon: Daemon) -> None:
+    """IDC1 cut off for one second and back: probes time out, but nothing is promoted."""
+    from sim.chaos import cut_idc, heal_idc
+
+    cut_idc(lab.workdir, "IDC1")
+    time.sleep(1.0)
+    heal_idc(lab.workdir, "IDC1")
+    time.sleep(6.0)
+    recs = daemon.records()
+    assert all(recs[s].primary == f"{s}-m" and recs[s].epoch == 1 and recs[s].op is None for s in SHARDS), recs
+    assert not [e for e in daemon.journal() if e["event"] in ("decision", "step_done")]
+    assert all(writable(lab, f"{s}-m") for s in SHARDS)
+
+
+@pytest.mark.parametrize("stopped", ["sql_thread", "both_threads"])
+def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(lab: Lab, daemon: Daemon, stopped: str) -> None:
+    """Commits the acker received but never applied (its SQL thread, or both threads, stopped) are all
+    on the new primary: the relay log is applied, never discarded."""
+    from tests.integration.helpers import app_conn
+
+    a = app_conn(lab, "shard1-m")
+    sql(a, "CREATE DATABASE IF NOT EXISTS t5", "CREATE TABLE IF NOT EXISTS t5.a (id INT PRIMARY KEY)")
+    time.sleep(0.5)
+    sx = ctl_conn(lab, "shard1-sx")
+    sql(sx, "STOP SLAVE SQL_THREAD")
+    for i in range(200):
+        sql(a, f"INSERT INTO t5.a VALUES ({i})")  # each one acked by shard1-sx (its IO thread runs)
+    a.close()
+    if stopped == "both_threads":
+        sql(sx, "STOP SLAVE IO_THREAD")
+    st = sql(sx, "SHOW SLAVE STATUS", "SELECT @@gtid_slave_pos AS applied")
+    sx.close()
+    assert st[0][0]["Gtid_IO_Pos"] != st[1][0]["applied"], "the acker should hold unapplied relay log"
+    kill_idc(lab, "IDC1")
+    daemon.wait_records(lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
+                        timeout=RTO_PROMISE_S, what="shard1 promoted")
+    new = app_conn(lab, "shard1-sx")
+    rows = sql(new, "SELECT COUNT(*) AS n FROM t5.a")[0][0]["n"]
+    new.close()
+    assert rows == 200
