@@ -6,14 +6,18 @@ none. Every mismatch is a ``Problem`` naming the node and the fix. Nothing is ch
 
 from __future__ import annotations
 
-from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER
+from collections.abc import Mapping
+
+from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, ShardName
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.problems import Problem
 from idc_ha.model.state import ShardRecord, home_record
 from idc_ha.model.topology import Topology
 
 
-def live_problems(t: Topology, snap: Snapshot, records: dict[str, ShardRecord], *, wall: float) -> list[Problem]:
+def live_problems(
+    t: Topology, snap: Snapshot, records: Mapping[ShardName, ShardRecord], *, wall: float
+) -> list[Problem]:
     out: list[Problem] = []
     for s in t.shards:
         rec = records.get(s.name) or home_record(t, s.name, wall=wall)
@@ -24,63 +28,146 @@ def live_problems(t: Topology, snap: Snapshot, records: dict[str, ShardRecord], 
             if name in rec.out:
                 continue
             if o is None or not o.reachable:
-                out.append(Problem(field=field, message=f"unreachable: {o.error if o else 'not probed'}",
-                                   fix="start the server or fix the network; check the credentials"))
+                out.append(
+                    Problem(
+                        field=field,
+                        message=f"unreachable: {o.error if o else 'not probed'}",
+                        fix="start the server or fix the network; check the credentials",
+                    )
+                )
                 continue
             if not o.gtid_strict_mode:
-                out.append(Problem(field=field, message="gtid_strict_mode is OFF", fix="set gtid_strict_mode=ON in its config file",
-                                   severity="warning"))
+                out.append(
+                    Problem(
+                        field=field,
+                        message="gtid_strict_mode is OFF",
+                        fix="set gtid_strict_mode=ON in its config file",
+                        severity="warning",
+                    )
+                )
             ss = o.semisync_slave
             if name == rec.primary:
                 m = o.semisync_master
                 if m is None or not m.enabled:
-                    out.append(Problem(field=field, message="the primary has semi-sync master off",
-                                       fix="SET GLOBAL rpl_semi_sync_master_enabled=ON, and in its config file"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message="the primary has semi-sync master off",
+                            fix="SET GLOBAL rpl_semi_sync_master_enabled=ON, and in its config file",
+                        )
+                    )
                 else:
                     if m.wait_point.upper() != "AFTER_SYNC":
-                        out.append(Problem(field=field, message=f"semi-sync wait point is {m.wait_point}",
-                                           fix="SET GLOBAL rpl_semi_sync_master_wait_point=AFTER_SYNC, and in its config file"))
+                        out.append(
+                            Problem(
+                                field=field,
+                                message=f"semi-sync wait point is {m.wait_point}",
+                                fix="SET GLOBAL rpl_semi_sync_master_wait_point=AFTER_SYNC, and in its config file",
+                            )
+                        )
                     if m.timeout_ms < SEMISYNC_TIMEOUT_NEVER // 2:
-                        out.append(Problem(field=field, message=f"rpl_semi_sync_master_timeout is {m.timeout_ms} ms: "
-                                           "semi-sync can fall back to async and RPO=0 across IDCs no longer holds",
-                                           fix=f"SET GLOBAL rpl_semi_sync_master_timeout={SEMISYNC_TIMEOUT_NEVER}, and in its config file"))
+                        out.append(
+                            Problem(
+                                field=field,
+                                message=f"rpl_semi_sync_master_timeout is {m.timeout_ms} ms: "
+                                "semi-sync can fall back to async and RPO=0 across IDCs no longer holds",
+                                fix=f"SET GLOBAL rpl_semi_sync_master_timeout={SEMISYNC_TIMEOUT_NEVER}, "
+                                "and in its config file",
+                            )
+                        )
                     if not m.status or m.clients < 1:
-                        out.append(Problem(field=field, message="no semi-sync replica is connected: commits wait",
-                                           fix=f"check the acker {', '.join(rec.ackers)}", severity="warning"))
+                        out.append(
+                            Problem(
+                                field=field,
+                                message="no semi-sync replica is connected: commits wait",
+                                fix=f"check the acker {', '.join(rec.ackers)}",
+                                severity="warning",
+                            )
+                        )
                 if o.read_only:
-                    out.append(Problem(field=field, message="the primary is read-only: writes are closed",
-                                       fix="SET GLOBAL read_only=OFF once its semi-sync settings are verified", severity="warning"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message="the primary is read-only: writes are closed",
+                            fix="SET GLOBAL read_only=OFF once its semi-sync settings are verified",
+                            severity="warning",
+                        )
+                    )
                 if o.replica is not None:
-                    out.append(Problem(field=field, message=f"the primary replicates from {o.replica.source_host}:{o.replica.source_port}",
-                                       fix="STOP SLAVE; RESET SLAVE ALL on the primary"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message=f"the primary replicates from {o.replica.source_host}:{o.replica.source_port}",
+                            fix="STOP SLAVE; RESET SLAVE ALL on the primary",
+                        )
+                    )
                 continue
             if not o.read_only:
-                out.append(Problem(field=field, message="a replica is writable (read_only=OFF)",
-                                   fix="SET GLOBAL read_only=ON, and read_only=ON in its config file"))
+                out.append(
+                    Problem(
+                        field=field,
+                        message="a replica is writable (read_only=OFF)",
+                        fix="SET GLOBAL read_only=ON, and read_only=ON in its config file",
+                    )
+                )
             up = rec.upstreams.get(name)
             if up is not None:
                 host, port = t.address_of(up)
                 r = o.replica
                 if r is None:
-                    out.append(Problem(field=field, message=f"not replicating; the layout says from {up}",
-                                       fix=f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USE_GTID=slave_pos; START SLAVE"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message=f"not replicating; the layout says from {up}",
+                            fix=f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, "
+                            "MASTER_USE_GTID=slave_pos; START SLAVE",
+                        )
+                    )
                 elif (r.source_host, r.source_port) != (host, port):
-                    out.append(Problem(field=field,
-                                       message=f"replicates from {r.source_host}:{r.source_port}, the layout says {up} ({host}:{port})",
-                                       fix=f"STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}; START SLAVE"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message=f"replicates from {r.source_host}:{r.source_port}, "
+                            f"the layout says {up} ({host}:{port})",
+                            fix=f"STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}; START SLAVE",
+                        )
+                    )
                 elif not (r.io_connected and r.sql_ok):
-                    out.append(Problem(field=field, message=f"replication threads IO={r.io_running} SQL={r.sql_running}: "
-                                       f"{r.last_io_error or r.last_sql_error}"[:200],
-                                       fix="fix the replication error and START SLAVE", severity="warning"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message=f"replication threads IO={r.io_running} SQL={r.sql_running}: "
+                            f"{r.last_io_error or r.last_sql_error}"[:200],
+                            fix="fix the replication error and START SLAVE",
+                            severity="warning",
+                        )
+                    )
             if name in rec.ackers:
                 if ss is None or not ss.enabled:
-                    out.append(Problem(field=field, message="the acker has semi-sync slave off",
-                                       fix="SET GLOBAL rpl_semi_sync_slave_enabled=ON (and in its config file), then restart its IO thread"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message="the acker has semi-sync slave off",
+                            fix="SET GLOBAL rpl_semi_sync_slave_enabled=ON (and in its config file), "
+                            "then restart its IO thread",
+                        )
+                    )
                 elif not ss.status:
-                    out.append(Problem(field=field, message="the acker is not acking (semi-sync slave status OFF)",
-                                       fix="STOP SLAVE IO_THREAD; START SLAVE IO_THREAD on it", severity="warning"))
+                    out.append(
+                        Problem(
+                            field=field,
+                            message="the acker is not acking (semi-sync slave status OFF)",
+                            fix="STOP SLAVE IO_THREAD; START SLAVE IO_THREAD on it",
+                            severity="warning",
+                        )
+                    )
             elif ss is not None and ss.enabled:
-                out.append(Problem(field=field, message="semi-sync slave is on but this node is not the acker: it could ack "
-                                   "commits the acker never received",
-                                   fix="SET GLOBAL rpl_semi_sync_slave_enabled=OFF and remove it from its config file"))
+                out.append(
+                    Problem(
+                        field=field,
+                        message="semi-sync slave is on but this node is not the acker: it could ack "
+                        "commits the acker never received",
+                        fix="SET GLOBAL rpl_semi_sync_slave_enabled=OFF and remove it from its config file",
+                    )
+                )
     return out

@@ -73,8 +73,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     problems += topo_problems(cfg.topology)
     if cfg.credentials.password is None:
-        problems.append(Problem(field="credentials.password", message="no password for the controller's database user",
-                                fix="set credentials.password_file, or IDC_HA_CREDENTIALS__PASSWORD"))
+        problems.append(
+            Problem(
+                field="credentials.password",
+                message="no password for the controller's database user",
+                fix="set credentials.password_file, or IDC_HA_CREDENTIALS__PASSWORD",
+            )
+        )
     try:
         load_policy(cfg.policy)
     except ConfigError as e:
@@ -89,13 +94,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         live_ran = True
     errors = [p for p in problems if p.severity == "error"]
     t = cfg.topology
-    summary = (f"{len(t.cities)} cities, {len(t.idcs)} IDCs, {len(t.machines)} machines, {len(t.shards)} shards, "
-               f"{len(t.nodes)} nodes")
+    summary = (
+        f"{len(t.cities)} cities, {len(t.idcs)} IDCs, {len(t.machines)} machines, {len(t.shards)} shards, "
+        f"{len(t.nodes)} nodes"
+    )
     lines = [str(p) for p in problems]
     verdict = "OK" if not errors else f"{len(errors)} error(s)"
     lines.append(f"{args.config}: {summary}; {verdict}" + (" (live check done)" if live_ran else ""))
-    _emit(args, {"ok": not errors, "live": live_ran, "summary": summary,
-                 "problems": [p.model_dump() for p in problems]}, "\n".join(lines))
+    _emit(
+        args,
+        {"ok": not errors, "live": live_ran, "summary": summary, "problems": [p.model_dump() for p in problems]},
+        "\n".join(lines),
+    )
     return 0 if not errors else 1
 
 
@@ -114,8 +124,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         control = store.load_control()
     except IdcHaError as e:
         return _fail(args, e, 1)
-    r = report(cfg.topology, snap, records, control=control, tick=store.read_tick(),
-               store_present=store.exists(), wall=time.time())
+    r = report(
+        cfg.topology,
+        snap,
+        records,
+        control=control,
+        tick=store.read_tick(),
+        store_present=store.exists(),
+        wall=time.time(),
+    )
     _emit(args, r, render(r))
     return 0
 
@@ -151,8 +168,8 @@ def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
         return _fail(args, e, 2)
     shards = {s.name for s in cfg.topology.shards}
     if args.shard and args.shard not in shards:
-        e = IdcHaError(f"unknown shard {args.shard!r}", hint=f"use one of {', '.join(sorted(shards))}")
-        return _fail(args, e, 2)
+        err = IdcHaError(f"unknown shard {args.shard!r}", hint=f"use one of {', '.join(sorted(shards))}")
+        return _fail(args, err, 2)
     store = FileStore(cfg.state_dir)
     c = store.load_control()
     if args.shard:
@@ -160,25 +177,32 @@ def cmd_pause(args: argparse.Namespace, *, pause: bool) -> int:
         ps = ps | {args.shard} if pause else ps - {args.shard}
         c = c.model_copy(update={"paused_shards": tuple(sorted(ps)), "updated_wall": time.time()})
     else:
-        c = c.model_copy(update={"paused": pause, "updated_wall": time.time(),
-                                 "paused_shards": c.paused_shards if pause else ()})
+        c = c.model_copy(
+            update={"paused": pause, "updated_wall": time.time(), "paused_shards": c.paused_shards if pause else ()}
+        )
     store.write_control(c)
     store.append("pause" if pause else "resume", shard=args.shard, by=os.environ.get("USER", "?"))
     what = f"shard {args.shard}" if args.shard else "all shards"
-    text = (f"{'paused' if pause else 'resumed'} automatic actions for {what}"
-            f"{'; the daemon only alerts now' if pause else ''}")
+    text = (
+        f"{'paused' if pause else 'resumed'} automatic actions for {what}"
+        f"{'; the daemon only alerts now' if pause else ''}"
+    )
     _emit(args, {"ok": True, **c.model_dump(mode="json")}, text)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="idc-ha", description="IDC disaster-recovery controller for MySQL-protocol shards")
+    ap = argparse.ArgumentParser(
+        prog="idc-ha", description="IDC disaster-recovery controller for MySQL-protocol shards"
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, help_ in (("check", "validate the config; --live compares reality with the layout"),
-                        ("status", "one probe round and what the store holds"),
-                        ("run", "run the daemon"),
-                        ("pause", "stop automatic actions (alerts continue)"),
-                        ("resume", "restart automatic actions")):
+    for name, help_ in (
+        ("check", "validate the config; --live compares reality with the layout"),
+        ("status", "one probe round and what the store holds"),
+        ("run", "run the daemon"),
+        ("pause", "stop automatic actions (alerts continue)"),
+        ("resume", "restart automatic actions"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", required=True, type=Path, help="the controller's TOML config")
         p.add_argument("--json", action="store_true", help="print JSON instead of text")

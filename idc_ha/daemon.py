@@ -76,7 +76,9 @@ class Daemon:
         x = policy.execution
         self.admin = Admin(config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s)
         self.mqtt = (
-            MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}") if config.mqtt.enabled else None
+            MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}")
+            if config.mqtt.enabled
+            else None
         )
         sinks: list[Any] = [LogAlertSink()]
         if self.mqtt is not None:
@@ -84,8 +86,14 @@ class Daemon:
         self.alerts = Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s)
         self.routing = RoutingPublisher(self.mqtt, self.t, prefix=config.mqtt.topic_prefix)
         self.executor = Executor(
-            admin=self.admin, book=self.book, store=self.store, topology=self.t, policy=policy,
-            routing=self.routing, alerts=self.alerts, crash_after=crash_after,
+            admin=self.admin,
+            book=self.book,
+            store=self.store,
+            topology=self.t,
+            policy=policy,
+            routing=self.routing,
+            alerts=self.alerts,
+            crash_after=crash_after,
         )
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts)
         self.history: deque[Snapshot] = deque()
@@ -147,8 +155,16 @@ class Daemon:
         if decision.records:
             self.book.put(*decision.records.values())
             for rec in decision.records.values():
-                self.store.append("record", shard=rec.shard, epoch=rec.epoch, sync=rec.sync, primary=rec.primary,
-                                  ackers=rec.ackers, op=rec.op.id if rec.op else None, reason=rec.reason)
+                self.store.append(
+                    "record",
+                    shard=rec.shard,
+                    epoch=rec.epoch,
+                    sync=rec.sync,
+                    primary=rec.primary,
+                    ackers=rec.ackers,
+                    op=rec.op.id if rec.op else None,
+                    reason=rec.reason,
+                )
                 if rec.op is None:
                     self._publish_if_new(rec)
         for shard, reason in decision.reasons.items():
@@ -228,17 +244,25 @@ class Daemon:
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, self.stop)
         self.store.append("daemon_start", pid=os.getpid(), cluster=self.cfg.cluster)
-        log.info("idc-ha daemon starting", cluster=self.cfg.cluster, nodes=len(self.t.nodes),
-                 shards=len(self.t.shards), state_dir=str(self.cfg.state_dir), pid=os.getpid())
+        log.info(
+            "idc-ha daemon starting",
+            cluster=self.cfg.cluster,
+            nodes=len(self.t.nodes),
+            shards=len(self.t.shards),
+            state_dir=str(self.cfg.state_dir),
+            pid=os.getpid(),
+        )
         if self.mqtt is not None:
             self._supervise("mqtt", self.mqtt.run)
         await self._republish_routing()
         sched = AsyncIOScheduler(event_loop=loop)
         x = self.policy.execution
-        sched.add_job(self._fence_job, "interval", seconds=x.fence_redial_s, max_instances=1, coalesce=True,
-                      id="fence-on-return")
-        sched.add_job(self._republish_routing, "interval", seconds=30, max_instances=1, coalesce=True,
-                      id="republish-routing")
+        sched.add_job(
+            self._fence_job, "interval", seconds=x.fence_redial_s, max_instances=1, coalesce=True, id="fence-on-return"
+        )
+        sched.add_job(
+            self._republish_routing, "interval", seconds=30, max_instances=1, coalesce=True, id="republish-routing"
+        )
         sched.start()
         self._supervise("tick", self._tick_loop)
         sd_notify("READY=1")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from idc_ha.decide.plan import Decision
-from idc_ha.model.ids import NodeName
+from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import Control, ShardRecord, home_record
 from idc_ha.model.topology import Topology
@@ -47,8 +48,15 @@ def _node_brief(o: NodeObservation | None) -> dict[str, Any]:
         "lag_s": r.seconds_behind if r else None,
         "last_error": (r.last_io_error or r.last_sql_error) if r else "",
         "semisync_master": (
-            {"enabled": m.enabled, "status": m.status, "clients": m.clients, "no_tx": m.no_tx,
-             "wait_sessions": m.wait_sessions} if m else None
+            {
+                "enabled": m.enabled,
+                "status": m.status,
+                "clients": m.clients,
+                "no_tx": m.no_tx,
+                "wait_sessions": m.wait_sessions,
+            }
+            if m
+            else None
         ),
         "semisync_slave": bool(s and s.status),
         "semisync_slave_enabled": bool(s and s.enabled),
@@ -58,7 +66,7 @@ def _node_brief(o: NodeObservation | None) -> dict[str, Any]:
 def report(
     t: Topology,
     snap: Snapshot,
-    records: dict[str, ShardRecord],
+    records: Mapping[ShardName, ShardRecord],
     *,
     control: Control | None,
     tick: dict[str, Any] | None,
@@ -76,34 +84,44 @@ def report(
             if n.name == p:
                 continue
             b = _node_brief(snap.nodes.get(n.name))
-            replicas.append({
-                "node": n.name,
-                "role": current_role(t, rec, n.name),
-                "home_role": str(n.role),
-                "idc": t.idc_of(n.name),
-                "upstream": rec.upstreams.get(n.name),
-                "semisync": b.get("semisync_slave", False),
-                "io_running": b.get("io_running"),
-                "sql_running": b.get("sql_running"),
-                "lag_s": b.get("lag_s"),
-                **{k: v for k, v in b.items() if k not in ("semisync_slave", "io_running", "sql_running", "lag_s")},
-            })
-        shards.append({
-            "name": s.name,
-            "meta": s.meta,
-            "epoch": rec.epoch,
-            "sync": str(rec.sync),
-            "sync_reason": rec.reason,
-            "recorded": s.name in records,
-            "ackers": list(rec.ackers),
-            "op": rec.op.model_dump(mode="json") if rec.op else None,
-            "out": list(rec.out),
-            "fence_pending": list(rec.fence_pending),
-            "needs_rebuild": list(rec.needs_rebuild),
-            "promotion_point": str(rec.promotion_point) if rec.promotion_point else None,
-            "primary": {"node": p, "host": host, "port": port, "idc": t.idc_of(p), **_node_brief(snap.nodes.get(p))},
-            "replicas": replicas,
-        })
+            replicas.append(
+                {
+                    "node": n.name,
+                    "role": current_role(t, rec, n.name),
+                    "home_role": str(n.role),
+                    "idc": t.idc_of(n.name),
+                    "upstream": rec.upstreams.get(n.name),
+                    "semisync": b.get("semisync_slave", False),
+                    "io_running": b.get("io_running"),
+                    "sql_running": b.get("sql_running"),
+                    "lag_s": b.get("lag_s"),
+                    **{k: v for k, v in b.items() if k not in ("semisync_slave", "io_running", "sql_running", "lag_s")},
+                }
+            )
+        shards.append(
+            {
+                "name": s.name,
+                "meta": s.meta,
+                "epoch": rec.epoch,
+                "sync": str(rec.sync),
+                "sync_reason": rec.reason,
+                "recorded": s.name in records,
+                "ackers": list(rec.ackers),
+                "op": rec.op.model_dump(mode="json") if rec.op else None,
+                "out": list(rec.out),
+                "fence_pending": list(rec.fence_pending),
+                "needs_rebuild": list(rec.needs_rebuild),
+                "promotion_point": str(rec.promotion_point) if rec.promotion_point else None,
+                "primary": {
+                    "node": p,
+                    "host": host,
+                    "port": port,
+                    "idc": t.idc_of(p),
+                    **_node_brief(snap.nodes.get(p)),
+                },
+                "replicas": replicas,
+            }
+        )
     layout = []
     for c in t.cities:
         idcs = []
@@ -113,8 +131,15 @@ def report(
                 nodes = []
                 for n in t.nodes_by_machine.get(m.name, ()):
                     b = _node_brief(snap.nodes.get(n.name))
-                    nodes.append({"node": n.name, "shard": n.shard, "port": n.port,
-                                  "role": current_role(t, recs[n.shard], n.name), **b})
+                    nodes.append(
+                        {
+                            "node": n.name,
+                            "shard": n.shard,
+                            "port": n.port,
+                            "role": current_role(t, recs[n.shard], n.name),
+                            **b,
+                        }
+                    )
                 machines.append({"name": m.name, "address": m.address, "nodes": nodes})
             idcs.append({"name": i.name, "role": str(i.role), "machines": machines})
         layout.append({"name": c.name, "idcs": idcs})
@@ -169,7 +194,8 @@ def render(r: dict[str, Any]) -> str:
     out: list[str] = []
     st = r["store"]
     d = st["daemon"]
-    head = f"cluster {r['cluster']}   probed at {time.strftime('%H:%M:%S', time.localtime(r['taken_at']))} in {r['probe_ms']} ms"
+    at = time.strftime("%H:%M:%S", time.localtime(r["taken_at"]))
+    head = f"cluster {r['cluster']}   probed at {at} in {r['probe_ms']} ms"
     if d:
         head += f"   daemon pid {d['pid']}, last tick {d['last_tick_age_s']} s ago"
     elif st["present"]:
@@ -193,10 +219,13 @@ def render(r: dict[str, Any]) -> str:
                         rw = "ro" if n["read_only"] else "RW"
                         if n["role"] == "primary":
                             ms = n["semisync_master"] or {}
-                            state = f"{rw} semisync master {'ON' if ms.get('status') else 'OFF'} clients {ms.get('clients')}"
+                            on = "ON" if ms.get("status") else "OFF"
+                            state = f"{rw} semisync master {on} clients {ms.get('clients')}"
                         else:
-                            state = (f"{rw} IO {_yn(n['io_running'])} SQL {_yn(n['sql_running'])} lag {_yn(n['lag_s'])}s"
-                                     f"{' ACKS' if n['semisync_slave'] else ''}")
+                            state = (
+                                f"{rw} IO {_yn(n['io_running'])} SQL {_yn(n['sql_running'])} lag {_yn(n['lag_s'])}s"
+                                f"{' ACKS' if n['semisync_slave'] else ''}"
+                            )
                     out.append(f"    {n['node']:<14} {n['shard']:<8} {n['role']:<16} {state}")
     out.append("")
     out.append(f"{'SHARD':<10} {'EPOCH':>5} {'SYNC':<10} {'PRIMARY':<14} {'IDC':<6} {'ACKERS':<16} {'OP'}")
@@ -204,11 +233,15 @@ def render(r: dict[str, Any]) -> str:
         p = s["primary"]
         op = s["op"]["kind"] + " -> " + s["op"]["target"] if s["op"] else "-"
         flag = "" if p.get("reachable") else "  (primary unreachable)"
-        out.append(f"{s['name'] + ('*' if s['meta'] else ''):<10} {s['epoch']:>5} {s['sync']:<10} {p['node']:<14} "
-                   f"{p['idc']:<6} {','.join(s['ackers']):<16} {op}{flag}")
+        out.append(
+            f"{s['name'] + ('*' if s['meta'] else ''):<10} {s['epoch']:>5} {s['sync']:<10} {p['node']:<14} "
+            f"{p['idc']:<6} {','.join(s['ackers']):<16} {op}{flag}"
+        )
         for rep in s["replicas"]:
-            line = (f"    {rep['node']:<14} {rep['role']:<16} {rep['idc']:<6} IO {_yn(rep['io_running'])} "
-                    f"SQL {_yn(rep['sql_running'])} lag {_yn(rep['lag_s'])}s semisync {'yes' if rep['semisync'] else 'no'}")
+            line = (
+                f"    {rep['node']:<14} {rep['role']:<16} {rep['idc']:<6} IO {_yn(rep['io_running'])} "
+                f"SQL {_yn(rep['sql_running'])} lag {_yn(rep['lag_s'])}s semisync {'yes' if rep['semisync'] else 'no'}"
+            )
             if not rep.get("reachable"):
                 line = f"    {rep['node']:<14} {rep['role']:<16} {rep['idc']:<6} UNREACHABLE"
             out.append(line)

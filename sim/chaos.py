@@ -71,9 +71,9 @@ def cut_idc(workdir: Path, idc: str) -> dict[str, Any]:
     tbl = shape.nft_table
     t = time.time()
     net.nft(
-        f"add rule inet {tbl} forward ip saddr {sn} ip daddr != {sn} drop comment \"cut-{idc}\"\n"
-        f"add rule inet {tbl} forward ip daddr {sn} ip saddr != {sn} drop comment \"cut-{idc}\"\n"
-        f"add rule inet {tbl} input ip saddr {sn} drop comment \"cut-{idc}\"\n"
+        f'add rule inet {tbl} forward ip saddr {sn} ip daddr != {sn} drop comment "cut-{idc}"\n'
+        f'add rule inet {tbl} forward ip daddr {sn} ip saddr != {sn} drop comment "cut-{idc}"\n'
+        f'add rule inet {tbl} input ip saddr {sn} drop comment "cut-{idc}"\n'
     )
     return {"action": "cut-idc", "idc": idc, "subnet": sn, "at": t}
 
@@ -97,14 +97,20 @@ def heal_idc(workdir: Path, idc: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.chaos", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m sim.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--workdir", required=True, type=Path)
     ap.add_argument("action", choices=["kill-idc", "restore-idc", "kill-node", "cut-idc", "heal-idc"])
     ap.add_argument("target")
     a = ap.parse_args(argv)
-    fn = {"kill-idc": kill_idc, "restore-idc": restore_idc, "kill-node": kill_node,
-          "cut-idc": cut_idc, "heal-idc": heal_idc}[a.action]
+    fn = {
+        "kill-idc": kill_idc,
+        "restore-idc": restore_idc,
+        "kill-node": kill_node,
+        "cut-idc": cut_idc,
+        "heal-idc": heal_idc,
+    }[a.action]
     try:
         out = fn(a.workdir.resolve(), a.target)
     except (control.LabError, net.NetError) as e:

@@ -21,7 +21,9 @@ def say(msg: str) -> None:
 
 
 def status(cfg: Path) -> None:
-    subprocess.run([sys.executable, "-m", "idc_ha.cli", "status", "--config", str(cfg)], cwd=ROOT, timeout=60, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "idc_ha.cli", "status", "--config", str(cfg)], cwd=ROOT, timeout=60, check=False
+    )
 
 
 async def demo() -> int:
@@ -38,8 +40,12 @@ async def demo() -> int:
         await asyncio.to_thread(daemon.wait_safe, 3, 30)
         print(f"all shards IDC_SAFE {time.perf_counter() - t1:.1f} s after start")
         say("idc-ha check --live")
-        subprocess.run([sys.executable, "-m", "idc_ha.cli", "check", "--live", "--config", str(lab.config_path)],
-                       cwd=ROOT, timeout=60, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "idc_ha.cli", "check", "--live", "--config", str(lab.config_path)],
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
         say("idc-ha status")
         status(lab.config_path)
         say("writing to every shard (workload with a ledger of acknowledged writes), 3 s")
@@ -57,12 +63,18 @@ async def demo() -> int:
         status(lab.config_path)
         say("report")
         for s, r in report.items():
-            print(f"{s:<8} writes back after {r['rto_s']} s on {r['final_node']} (epoch {r['final_epoch']}); "
-                  f"acked {r['acked']}, lost {r['lost']}, duplicated {r['duplicated']}, unexpected {r['unexpected']}")
+            print(
+                f"{s:<8} writes back after {r['rto_s']} s on {r['final_node']} (epoch {r['final_epoch']}); "
+                f"acked {r['acked']}, lost {r['lost']}, duplicated {r['duplicated']}, unexpected {r['unexpected']}"
+            )
         steps = [e for e in daemon.journal() if e["event"] in ("decision", "op_done")]
         for e in steps:
-            print(f"journal {time.strftime('%H:%M:%S', time.localtime(e['ts']))} {e['event']:<9} {e.get('shard')}: "
-                  f"{e.get('reason', '') or ('done in ' + str(e.get('ms')) + ' ms, primary ' + str(e.get('primary')))}"[:200])
+            print(
+                f"journal {time.strftime('%H:%M:%S', time.localtime(e['ts']))} {e['event']:<9} {e.get('shard')}: "
+                f"{e.get('reason', '') or ('done in ' + str(e.get('ms')) + ' ms, primary ' + str(e.get('primary')))}"[
+                    :200
+                ]
+            )
         lost = sum(r["lost"] or 0 for r in report.values())
         print(json.dumps({"recovered": ok, "lost": lost, "rto_s": {s: r["rto_s"] for s, r in report.items()}}))
         return 0 if ok and lost == 0 else 1

@@ -41,7 +41,11 @@ class Lab:
     def up(self, timeout: float = 90) -> Lab:
         p = subprocess.run(
             [sys.executable, "-m", "sim.lab", "up", "--workdir", str(self.workdir), "--shards", str(self.shards)],
-            capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env=_env(),
         )
         if p.returncode != 0:
             raise RuntimeError(f"sim.lab up failed: {p.stderr[-3000:]}")
@@ -49,12 +53,24 @@ class Lab:
         return self
 
     def down(self) -> None:
-        subprocess.run([sys.executable, "-m", "sim.lab", "down", "--workdir", str(self.workdir)],
-                       capture_output=True, text=True, timeout=90, cwd=ROOT, env=_env())
+        subprocess.run(
+            [sys.executable, "-m", "sim.lab", "down", "--workdir", str(self.workdir)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=ROOT,
+            env=_env(),
+        )
 
     def status(self) -> dict[str, Any]:
-        p = subprocess.run([sys.executable, "-m", "sim.lab", "status", "--workdir", str(self.workdir)],
-                           capture_output=True, text=True, timeout=30, cwd=ROOT, env=_env())
+        p = subprocess.run(
+            [sys.executable, "-m", "sim.lab", "status", "--workdir", str(self.workdir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            env=_env(),
+        )
         out: dict[str, Any] = json.loads(p.stdout)
         return out
 
@@ -91,7 +107,11 @@ class Daemon:
         f = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "idc_ha.cli", "run", "--config", str(self.config)],
-            stdout=f, stderr=f, cwd=ROOT, env={**_env(), **self.extra_env}, start_new_session=True,
+            stdout=f,
+            stderr=f,
+            cwd=ROOT,
+            env={**_env(), **self.extra_env},
+            start_new_session=True,
         )
         return self
 
@@ -123,21 +143,25 @@ class Daemon:
         while time.monotonic() < deadline:
             try:
                 recs = self.records()
-            except Exception:  # noqa: BLE001 - a record being replaced; read again
+            except Exception:
                 recs = {}
             if recs and pred(recs):
                 return recs
             if self.proc is not None and self.proc.poll() is not None and not self.extra_env:
-                raise RuntimeError(f"the daemon exited ({self.proc.returncode}) while waiting for {what}; "
-                                   f"log: {self.log}")
+                raise RuntimeError(
+                    f"the daemon exited ({self.proc.returncode}) while waiting for {what}; log: {self.log}"
+                )
             time.sleep(0.05)
-        raise TimeoutError(f"{what} not reached in {timeout} s; records: "
-                           f"{ {s: (r.sync, r.primary, r.op.id if r.op else None) for s, r in recs.items()} }")
+        raise TimeoutError(
+            f"{what} not reached in {timeout} s; records: "
+            f"{ {s: (r.sync, r.primary, r.op.id if r.op else None) for s, r in recs.items()} }"
+        )
 
     def wait_safe(self, shards: int, timeout: float = 20) -> dict[str, ShardRecord]:
         return self.wait_records(
             lambda r: len(r) == shards and all(x.sync == SyncState.IDC_SAFE for x in r.values()),
-            timeout=timeout, what="IDC_SAFE on every shard",
+            timeout=timeout,
+            what="IDC_SAFE on every shard",
         )
 
     def journal(self) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -91,20 +92,23 @@ class Workload:
     # -- writing
     async def _connect(self, r: Route) -> aiomysql.Connection:
         async with asyncio.timeout(2.0):
-            return await aiomysql.connect(host=r.host, port=r.port, user=self.user, password=self.password,
-                                          connect_timeout=0.5, autocommit=True)
+            return await aiomysql.connect(
+                host=r.host, port=r.port, user=self.user, password=self.password, connect_timeout=0.5, autocommit=True
+            )
 
     async def prepare(self) -> None:
         """Create the ledger table on every shard's current primary (retries while none is writable)."""
-        for s, r in self.routes.items():
+        for s in self.routes:
             deadline = time.monotonic() + 30
             while True:
                 try:
                     conn = await self._connect(self.routes[s])
                     async with asyncio.timeout(WRITE_TIMEOUT_S), conn.cursor() as cur:
                         await cur.execute(f"CREATE DATABASE IF NOT EXISTS {DB}")
-                        await cur.execute(f"CREATE TABLE IF NOT EXISTS {DB}.ledger (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                                          "id BIGINT NOT NULL, shard VARCHAR(64), ts DOUBLE, KEY (id))")
+                        await cur.execute(
+                            f"CREATE TABLE IF NOT EXISTS {DB}.ledger (seq BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                            "id BIGINT NOT NULL, shard VARCHAR(64), ts DOUBLE, KEY (id))"
+                        )
                         await cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {DB}.ledger")
                         self._next_id[s] = int((await cur.fetchone())[0]) + 1
                     conn.close()
@@ -120,7 +124,11 @@ class Workload:
         conn_route: Route | None = None
         while not self._stop.is_set():
             route = self.routes[shard]
-            if conn is not None and conn_route is not None and (conn_route.host, conn_route.port) != (route.host, route.port):
+            if (
+                conn is not None
+                and conn_route is not None
+                and (conn_route.host, conn_route.port) != (route.host, route.port)
+            ):
                 conn.close()
                 conn = None
             if conn is None:
@@ -136,7 +144,9 @@ class Workload:
             led.attempted += 1
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT_S), conn.cursor() as cur:
-                    await cur.execute(f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time()))
+                    await cur.execute(
+                        f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time())
+                    )
                 led.acked[i] = time.time()
                 if not led.nodes_written or led.nodes_written[-1] != route.node:
                     led.nodes_written.append(route.node)
@@ -206,7 +216,7 @@ class Workload:
             acked = set(led.acked)
             lost = sorted(acked - set(present)) if error is None else None
             times = sorted(led.acked.values())
-            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
             rto = None
             if fault_at is not None:
                 first = self.first_ack_after(s, fault_over or fault_at)
@@ -241,8 +251,9 @@ async def _main(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.workload", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m sim.workload", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument("--lab", required=True, type=Path, help="the JSON printed by `sim.lab up` (app credentials)")
     ap.add_argument("--duration", type=float, default=10.0)
@@ -253,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
     else:
         for s, r in res["shards"].items():
-            print(f"{s}: acked {r['acked']} lost {r['lost']} duplicated {r['duplicated']} unexpected {r['unexpected']} "
-                  f"in doubt {r['in_doubt']} max gap {r['max_gap_s']} s on {r['final_node']}")
+            print(
+                f"{s}: acked {r['acked']} lost {r['lost']} duplicated {r['duplicated']} unexpected {r['unexpected']} "
+                f"in doubt {r['in_doubt']} max gap {r['max_gap_s']} s on {r['final_node']}"
+            )
     bad = any(r["lost"] != 0 or r["duplicated"] or r["unexpected"] for r in res["shards"].values())
     return 1 if bad else 0
 

@@ -46,10 +46,15 @@ class Admin:
         try:
             async with asyncio.timeout(connect_timeout + 0.5):
                 return await aiomysql.connect(
-                    host=host, port=port, user=self._user, password=self._password,
-                    connect_timeout=connect_timeout, autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS,
+                    host=host,
+                    port=port,
+                    user=self._user,
+                    password=self._password,
+                    connect_timeout=connect_timeout,
+                    autocommit=True,
+                    client_flag=CLIENT.MULTI_STATEMENTS,
                 )
-        except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+        except (Exception, TimeoutError) as e:
             kind, msg = classify(e)
             raise NodeUnreachable(f"cannot connect to {node} ({host}:{port}): {msg}", node=node, cause=kind) from e
 
@@ -59,8 +64,13 @@ class Admin:
             conn.close()
 
     async def run(
-        self, node: NodeName, *statements: str, fetch: bool = False, fresh: bool = False,
-        timeout: float | None = None, connect_timeout: float | None = None,
+        self,
+        node: NodeName,
+        *statements: str,
+        fetch: bool = False,
+        fresh: bool = False,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Run statements in order on one connection; with fetch, return each one's rows as dicts.
 
@@ -80,8 +90,14 @@ class Admin:
             return await self._statements(node, conn, statements, fetch=fetch, timeout=timeout, fresh=False)
 
     async def _statements(
-        self, node: NodeName, conn: aiomysql.Connection, statements: tuple[str, ...], *, fetch: bool,
-        timeout: float | None, fresh: bool,
+        self,
+        node: NodeName,
+        conn: aiomysql.Connection,
+        statements: tuple[str, ...],
+        *,
+        fetch: bool,
+        timeout: float | None,
+        fresh: bool,
     ) -> list[list[dict[str, Any]]]:
         out: list[list[dict[str, Any]]] = []
         try:
@@ -93,7 +109,7 @@ class Admin:
                             out.append(list(await cur.fetchall()))
                         else:
                             out.append([])
-        except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+        except (Exception, TimeoutError) as e:
             if not fresh:
                 self._drop(node)
             kind, msg = classify(e)
@@ -114,7 +130,7 @@ class Admin:
             try:
                 async with asyncio.timeout(self.timeout):
                     return await read_observation(conn, node)
-            except (Exception, TimeoutError) as e:  # noqa: BLE001 - translated below
+            except (Exception, TimeoutError) as e:
                 self._drop(node)
                 _, msg = classify(e)
                 raise NodeError(f"{node}: observe: {msg}", node=node) from e

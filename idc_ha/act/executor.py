@@ -47,7 +47,7 @@ from idc_ha.decide.plan import (
 from idc_ha.decide.syncstate import baseline_of
 from idc_ha.errors import NodeError, NodeUnreachable, StepFailed
 from idc_ha.model.alert import Alert, AlertKind, Severity
-from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, ShardName
+from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, ShardName
 from idc_ha.model.observation import NodeObservation
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Operation, ShardRecord
@@ -102,7 +102,9 @@ class Executor:
                 detail = await self._step(plan.shard, plan.op_id, step)
             except (StepFailed, NodeError) as e:
                 ms = round((time.perf_counter() - t0) * 1000, 1)
-                self.store.append("step_failed", shard=plan.shard, op=plan.op_id, step=step.kind, idx=i, ms=ms, error=str(e))
+                self.store.append(
+                    "step_failed", shard=plan.shard, op=plan.op_id, step=step.kind, idx=i, ms=ms, error=str(e)
+                )
                 bound.warning("step failed", step=step.kind, ms=ms, error=str(e), reason=step.reason)
                 raise
             ms = round((time.perf_counter() - t0) * 1000, 1)
@@ -112,18 +114,24 @@ class Executor:
                 # Test-only fault point: die exactly here, as a crash would (no cleanup, no flush).
                 bound.warning("test fault point: exiting", step=step.kind)
                 os._exit(75)
-        rec, op = self._op(plan.shard, plan.op_id)
+        rec, _ = self._op(plan.shard, plan.op_id)
         done = rec.model_copy(update={"op": None, "updated_wall": self.wall()})
         self.book.put(done)
         total = round((time.perf_counter() - t_op) * 1000, 1)
         self.store.append("op_done", shard=plan.shard, op=plan.op_id, ms=total, primary=done.primary, epoch=done.epoch)
         bound.info("operation done", ms=total, primary=done.primary, epoch=done.epoch)
         self.alerts.emit(
-            Alert(kind=AlertKind.FAILOVER_DONE, severity=Severity.WARNING, shard=plan.shard, node=done.primary,
-                  idc=self.t.idc_of(done.primary), epoch=done.epoch,
-                  reason=f"{plan.shard} now writes on {done.primary} (epoch {done.epoch}, {done.sync}, "
-                  f"ackers {', '.join(done.ackers)}) after {total:.0f} ms",
-                  hint="the old primary's IDC rejoins as replicas once it returns and is checked")
+            Alert(
+                kind=AlertKind.FAILOVER_DONE,
+                severity=Severity.WARNING,
+                shard=plan.shard,
+                node=done.primary,
+                idc=self.t.idc_of(done.primary),
+                epoch=done.epoch,
+                reason=f"{plan.shard} now writes on {done.primary} (epoch {done.epoch}, {done.sync}, "
+                f"ackers {', '.join(done.ackers)}) after {total:.0f} ms",
+                hint="the old primary's IDC rejoins as replicas once it returns and is checked",
+            )
         )
 
     async def reconcile_step(self, step: AnyStep) -> str:
@@ -161,7 +169,7 @@ class Executor:
                 return f"routing epoch {rec.epoch} -> {rec.primary}"
         raise AssertionError(f"unknown step {step!r}")
 
-    async def _fence(self, node: str) -> str:
+    async def _fence(self, node: NodeName) -> str:
         try:
             await self.admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.3, timeout=2.0)
             return "read_only=ON"
@@ -170,7 +178,7 @@ class Executor:
             # anything meanwhile: its acker stops receiving in the next step.
             return f"unreachable, fenced on return ({e.message[:80]})"
 
-    async def _ensure_sql_running(self, node: str, o: NodeObservation) -> bool:
+    async def _ensure_sql_running(self, node: NodeName, o: NodeObservation) -> bool:
         """Start the candidate's SQL thread without ever losing its relay log. True if started.
 
         In GTID mode any START SLAVE issued while *both* threads are stopped first deletes every
@@ -183,21 +191,25 @@ class Executor:
         if r.sql_ok:
             return False
         if r.last_sql_errno:
-            self._stuck(node, f"{node}: SQL thread error {r.last_sql_errno}: {r.last_sql_error[:200]}",
-                        "fix the replication error by hand; the relay log is kept and the failover resumes")
+            self._stuck(
+                node,
+                f"{node}: SQL thread error {r.last_sql_errno}: {r.last_sql_error[:200]}",
+                "fix the replication error by hand; the relay log is kept and the failover resumes",
+            )
         if r.io_stopped:
             if not r.relay_log_file:
                 raise StepFailed(f"{node}: both replication threads stopped and no relay-log position known", node=node)
             await self.admin.run(
                 node,
-                f"CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE='{r.relay_log_file}', RELAY_LOG_POS={r.relay_log_pos}",
+                "CHANGE MASTER TO MASTER_USE_GTID=no, "
+                f"RELAY_LOG_FILE='{r.relay_log_file}', RELAY_LOG_POS={r.relay_log_pos}",
                 "START SLAVE SQL_THREAD",
             )
         else:
             await self.admin.run(node, "START SLAVE SQL_THREAD")
         return True
 
-    async def _stop_receiving(self, node: str) -> str:
+    async def _stop_receiving(self, node: NodeName) -> str:
         o = await self.admin.observe(node)
         if o.replica is None:
             return "not a replica (already detached)"
@@ -208,7 +220,7 @@ class Executor:
         await self.admin.run(node, "STOP SLAVE IO_THREAD")
         return f"IO thread stopped at {o.replica.gtid_io_pos}" + ("; SQL thread started" if started else "")
 
-    async def _wait_applied(self, node: str) -> str:
+    async def _wait_applied(self, node: NodeName) -> str:
         deadline = time.monotonic() + self.x.relay_apply_timeout_s
         while True:
             o = await self.admin.observe(node)
@@ -220,17 +232,29 @@ class Executor:
             elif o.gtid_slave_pos.contains(r.gtid_io_pos):
                 return f"applied up to {o.gtid_slave_pos}"
             if time.monotonic() > deadline:
-                self._stuck(node, f"{node}: relay log not applied after {self.x.relay_apply_timeout_s:.0f} s "
-                            f"(received {r.gtid_io_pos}, applied {o.gtid_slave_pos})",
-                            "the failover keeps waiting; check the candidate's load and SQL thread")
+                self._stuck(
+                    node,
+                    f"{node}: relay log not applied after {self.x.relay_apply_timeout_s:.0f} s "
+                    f"(received {r.gtid_io_pos}, applied {o.gtid_slave_pos})",
+                    "the failover keeps waiting; check the candidate's load and SQL thread",
+                )
             await asyncio.sleep(0.02)
 
-    def _stuck(self, node: str, why: str, hint: str) -> NoReturn:
-        self.alerts.emit(Alert(kind=AlertKind.FAILOVER_STUCK, severity=Severity.CRITICAL, node=node,
-                               idc=self.t.idc_of(node), shard=self.t.node_by_name[node].shard, reason=why, hint=hint))
+    def _stuck(self, node: NodeName, why: str, hint: str) -> NoReturn:
+        self.alerts.emit(
+            Alert(
+                kind=AlertKind.FAILOVER_STUCK,
+                severity=Severity.CRITICAL,
+                node=node,
+                idc=self.t.idc_of(node),
+                shard=self.t.node_by_name[node].shard,
+                reason=why,
+                hint=hint,
+            )
+        )
         raise StepFailed(why, node=node, hint=hint)
 
-    async def _record_point(self, shard: ShardName, op_id: str, node: str) -> str:
+    async def _record_point(self, shard: ShardName, op_id: str, node: NodeName) -> str:
         rec, op = self._op(shard, op_id)
         if op.promotion_point is not None:
             return f"already recorded: {op.promotion_point}"
@@ -240,14 +264,18 @@ class Executor:
             # The candidate holds less than it had received when the proof was made: its relay
             # log was lost (a restart while the primary was dead). Acknowledged commits may be
             # missing; only a human can decide now.
-            self._stuck(node, f"{node} holds {point} but had received {op.seen_received} when the failover "
-                        "was decided: part of its relay log is gone, acknowledged commits may be missing",
-                        "compare the nodes' GTIDs by hand; promote only with explicit consent")
-        self.book.put(rec.model_copy(update={"op": op.model_copy(update={"promotion_point": point}),
-                                             "updated_wall": self.wall()}))
+            self._stuck(
+                node,
+                f"{node} holds {point} but had received {op.seen_received} when the failover "
+                "was decided: part of its relay log is gone, acknowledged commits may be missing",
+                "compare the nodes' GTIDs by hand; promote only with explicit consent",
+            )
+        self.book.put(
+            rec.model_copy(update={"op": op.model_copy(update={"promotion_point": point}), "updated_wall": self.wall()})
+        )
         return f"promotion point {point}"
 
-    async def _detach(self, node: str) -> str:
+    async def _detach(self, node: NodeName) -> str:
         o = await self.admin.observe(node)
         if o.replica is None:
             return "already detached"
@@ -256,7 +284,7 @@ class Executor:
         await self.admin.run(node, "STOP SLAVE", "RESET SLAVE ALL")
         return f"replication reset; holds {o.gtid_current_pos}"
 
-    async def _arm_acker(self, node: str, source: str) -> str:
+    async def _arm_acker(self, node: NodeName, source: NodeName) -> str:
         o = await self.admin.observe(node)
         host, port = self.admin.address(source)
         stmts = ["SET GLOBAL rpl_semi_sync_slave_enabled=ON"]
@@ -271,7 +299,7 @@ class Executor:
         await self.admin.run(node, *stmts)
         return f"semi-sync slave on, IO reconnected to {source}"
 
-    def _change_master(self, source: str) -> str:
+    def _change_master(self, source: NodeName) -> str:
         host, port = self.admin.address(source)
         pw = self.admin.repl_password.replace("\\", "\\\\").replace("'", "\\'")
         return (
@@ -279,14 +307,18 @@ class Executor:
             f"MASTER_PASSWORD='{pw}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.5"
         )
 
-    async def _verify(self, primary: str, ackers: tuple[str, ...]) -> str:
+    async def _verify(self, primary: NodeName, ackers: tuple[NodeName, ...]) -> str:
         deadline = time.monotonic() + self.x.semisync_verify_timeout_s
         while True:
             p = await self.admin.observe(primary)
             m = p.semisync_master
             problems = []
-            if m is None or not (m.enabled and m.status and m.wait_point.upper() == "AFTER_SYNC"
-                                 and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2):
+            if m is None or not (
+                m.enabled
+                and m.status
+                and m.wait_point.upper() == "AFTER_SYNC"
+                and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
+            ):
                 problems.append(f"semi-sync master not in force on {primary}")
             elif m.clients < 1:
                 problems.append(f"no semi-sync replica connected to {primary}")
@@ -296,14 +328,26 @@ class Executor:
                 except NodeError as e:
                     problems.append(str(e))
                     continue
-                if o.semisync_slave is None or not o.semisync_slave.status or o.replica is None or not o.replica.io_connected:
+                if (
+                    o.semisync_slave is None
+                    or not o.semisync_slave.status
+                    or o.replica is None
+                    or not o.replica.io_connected
+                ):
                     problems.append(f"{a} is not connected as a semi-sync replica")
             if not problems:
-                return f"{primary} semi-sync master ON with {m.clients if m else 0} client(s); ackers {', '.join(ackers)} ON"
+                clients = m.clients if m else 0
+                return f"{primary} semi-sync master ON with {clients} client(s); ackers {', '.join(ackers)} ON"
             if time.monotonic() > deadline:
-                self.alerts.emit(Alert(kind=AlertKind.FAILOVER_STUCK, severity=Severity.CRITICAL, node=primary,
-                                       reason=f"writes stay closed: {'; '.join(problems)}",
-                                       hint="bring an acker up in the new primary's IDC; writes open once it acks"))
+                self.alerts.emit(
+                    Alert(
+                        kind=AlertKind.FAILOVER_STUCK,
+                        severity=Severity.CRITICAL,
+                        node=primary,
+                        reason=f"writes stay closed: {'; '.join(problems)}",
+                        hint="bring an acker up in the new primary's IDC; writes open once it acks",
+                    )
+                )
                 raise StepFailed("; ".join(problems), node=primary)
             await asyncio.sleep(0.02)
 
@@ -312,15 +356,23 @@ class Executor:
         if rec.primary == op.target:
             return f"already committed at epoch {rec.epoch}"
         p = await self.admin.observe(op.target)
-        new = layout_after(rec, op, self.t, point=op.promotion_point,
-                           baseline=baseline_of(op.target, p, wall=self.wall()), wall=self.wall())
+        new = layout_after(
+            rec,
+            op,
+            self.t,
+            point=op.promotion_point,
+            baseline=baseline_of(op.target, p, wall=self.wall()),
+            wall=self.wall(),
+        )
         self.book.put(new)
         return f"epoch {new.epoch}: primary {new.primary}, {new.sync}, ackers {', '.join(new.ackers)}"
 
-    async def _open(self, node: str) -> str:
+    async def _open(self, node: NodeName) -> str:
         o = await self.admin.observe(node)
         m = o.semisync_master
-        if m is None or not (m.enabled and m.wait_point.upper() == "AFTER_SYNC" and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2):
+        if m is None or not (
+            m.enabled and m.wait_point.upper() == "AFTER_SYNC" and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
+        ):
             raise StepFailed(f"{node}: master semi-sync settings unverified; not opening writes", node=node)
         if not o.read_only:
             return "already writable"

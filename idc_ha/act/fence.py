@@ -62,8 +62,9 @@ class Fencer:
 
     async def _fence(self, node: NodeName, shard: ShardName) -> None:
         task = asyncio.create_task(
-            self.admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.25,
-                           timeout=PENDING_FENCE_TIMEOUT_S),
+            self.admin.run(
+                node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.25, timeout=PENDING_FENCE_TIMEOUT_S
+            ),
             name=f"fence-stmt:{node}",
         )
         t0 = time.monotonic()
@@ -82,32 +83,51 @@ class Fencer:
     async def _report_blocked(self, node: NodeName, shard: ShardName) -> None:
         try:
             rows = await self.admin.run(
-                node, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'", fetch=True, fresh=True, timeout=2.0
+                node,
+                "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'",
+                fetch=True,
+                fresh=True,
+                timeout=2.0,
             )
             waiting = int(rows[0][0]["Value"]) if rows and rows[0] else 0
         except NodeError:
             waiting = -1
         self.store.append("fence_blocked", shard=shard, node=node, waiting_sessions=waiting)
-        self.alerts.emit(Alert(
-            kind=AlertKind.FENCE_BLOCKED, severity=Severity.CRITICAL, shard=shard, node=node,
-            reason=f"{node} is back and still writable; its fence waits behind {waiting} commit(s) waiting for a "
-                   "semi-sync ack that can never come (its acker was detached). New writes there queue behind the "
-                   "fence and are never acknowledged",
-            hint=f"restart {node} as a replica (init_rpl_role=SLAVE) to discard its never-acknowledged tail; "
-                 "never KILL those sessions or switch semi-sync off there: that would commit them without an ack",
-        ))
+        self.alerts.emit(
+            Alert(
+                kind=AlertKind.FENCE_BLOCKED,
+                severity=Severity.CRITICAL,
+                shard=shard,
+                node=node,
+                reason=f"{node} is back and still writable; its fence waits behind {waiting} commit(s) waiting for a "
+                "semi-sync ack that can never come (its acker was detached). New writes there queue behind the "
+                "fence and are never acknowledged",
+                hint=f"restart {node} as a replica (init_rpl_role=SLAVE) to discard its never-acknowledged tail; "
+                "never KILL those sessions or switch semi-sync off there: that would commit them without an ack",
+            )
+        )
 
     def _fenced(self, node: NodeName, shard: ShardName, *, waited: float) -> None:
         rec = self.book.get(shard)
         if rec is None or node not in rec.fence_pending:
             return
-        self.book.put(rec.model_copy(update={"fence_pending": tuple(n for n in rec.fence_pending if n != node),
-                                             "updated_wall": time.time()}))
+        self.book.put(
+            rec.model_copy(
+                update={"fence_pending": tuple(n for n in rec.fence_pending if n != node), "updated_wall": time.time()}
+            )
+        )
         self.store.append("fenced", shard=shard, node=node, waited_s=round(waited, 3))
         log.warning("fenced a returning node", shard=shard, node=node, waited_s=round(waited, 3))
-        self.alerts.emit(Alert(kind=AlertKind.FENCED, severity=Severity.WARNING, shard=shard, node=node,
-                               reason=f"{node} answered again and was made read-only (it is out of the layout)",
-                               hint="it rejoins as a replica after its GTIDs are checked, or is rebuilt"))
+        self.alerts.emit(
+            Alert(
+                kind=AlertKind.FENCED,
+                severity=Severity.WARNING,
+                shard=shard,
+                node=node,
+                reason=f"{node} answered again and was made read-only (it is out of the layout)",
+                hint="it rejoins as a replica after its GTIDs are checked, or is rebuilt",
+            )
+        )
 
     async def close(self) -> None:
         for t in self._inflight.values():

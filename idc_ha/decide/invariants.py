@@ -48,11 +48,13 @@ def check_plan(
     op = rec.op
     opens = [s for s in plan.steps if isinstance(s, OpenWrites)]
     if len(opens) > 1 or any(s.node != op.target for s in opens):
-        raise InvariantViolation(f"plan {plan.op_id} opens writes on {[s.node for s in opens]}, not only {op.target}",
-                                 shard=plan.shard)
+        raise InvariantViolation(
+            f"plan {plan.op_id} opens writes on {[s.node for s in opens]}, not only {op.target}", shard=plan.shard
+        )
     if t.city_of(op.target) != t.city_of(op.old_primary):
-        raise InvariantViolation(f"plan {plan.op_id} promotes across cities ({op.old_primary} -> {op.target})",
-                                 shard=plan.shard)
+        raise InvariantViolation(
+            f"plan {plan.op_id} promotes across cities ({op.old_primary} -> {op.target})", shard=plan.shard
+        )
     prior = before.get(plan.shard)
     is_new = prior is None or prior.op is None
     if is_new and (prior is None or prior.sync != SyncState.IDC_SAFE):

@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from idc_ha.decide.verdicts import Verdicts
 from idc_ha.model.alert import Alert
 from idc_ha.model.ids import NodeName, ShardName
-from idc_ha.decide.verdicts import Verdicts
 from idc_ha.model.state import ShardRecord
 
 

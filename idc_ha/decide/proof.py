@@ -66,7 +66,10 @@ def prove_idc_failover(rec: ShardRecord, snap: Snapshot, t: Topology) -> Proof:
             r.gtid_current_pos
         ):
             return no(
-                f"{name.name} holds {r.gtid_current_pos} which the acker {cand} ({received}) lacks: errant transactions",
+                f"{name.name} holds {r.gtid_current_pos} which the acker {cand} ({received}) lacks: "
+                "errant transactions",
                 cand,
             )
-    return Proof(ok=True, candidate=cand, reason=f"IDC_SAFE and the acker {cand} is reachable and holds all acked commits")
+    return Proof(
+        ok=True, candidate=cand, reason=f"IDC_SAFE and the acker {cand} is reachable and holds all acked commits"
+    )

@@ -89,15 +89,15 @@ def decide(
     plans: list[ShardPlan] = []
     recs: dict[ShardName, ShardRecord] = {}
 
-    for s in topology.shards:
-        old = records.get(s.name)
-        rec = old or home_record(topology, s.name, wall=wall)
+    for shard in topology.shards:
+        old = records.get(shard.name)
+        rec = old or home_record(topology, shard.name, wall=wall)
         new = next_record(rec, snap, topology, wall=wall)
         if old is None or new is not rec:
-            changed[s.name] = new
+            changed[shard.name] = new
         if new.sync != rec.sync:
             alerts.append(_sync_alert(new, before=rec.sync))
-        recs[s.name] = new
+        recs[shard.name] = new
 
     main_city = topology.primary_idc.city
     city_failed = v.cities[main_city] in (Health.DEAD, Health.UNREACHABLE)
@@ -129,15 +129,23 @@ def decide(
             check_plan(plan, changed, records, snap, topology)
             kept.append(plan)
         except InvariantViolation as e:
-            if plan.shard in changed and changed[plan.shard].op is not None and not (
-                records.get(plan.shard) and records[plan.shard].op
+            if (
+                plan.shard in changed
+                and changed[plan.shard].op is not None
+                and not (records.get(plan.shard) and records[plan.shard].op)
             ):
                 changed[plan.shard] = changed[plan.shard].model_copy(update={"op": None})
                 if records.get(plan.shard) == changed[plan.shard]:
                     del changed[plan.shard]
-            alerts.append(Alert(kind=AlertKind.FAILOVER_STUCK, severity=Severity.CRITICAL, shard=plan.shard,
-                                reason=f"invariant violated, nothing executed: {e.message}",
-                                hint="this is a bug in idc-ha: act by hand and report it"))
+            alerts.append(
+                Alert(
+                    kind=AlertKind.FAILOVER_STUCK,
+                    severity=Severity.CRITICAL,
+                    shard=plan.shard,
+                    reason=f"invariant violated, nothing executed: {e.message}",
+                    hint="this is a bug in idc-ha: act by hand and report it",
+                )
+            )
             reasons[plan.shard] = f"no action: invariant violated: {e.message}"
     decision = Decision(records=changed, plans=tuple(kept), alerts=tuple(alerts), reasons=reasons, verdicts=v)
     check(decision, records, snap, topology)
@@ -175,28 +183,54 @@ def _shard_rule(
             )
         )
         if control.is_paused(s):
-            alerts.append(_alert(AlertKind.PAUSED, rec, f"IDC {pidc} is down but automatic actions are paused",
-                                 "run `idc-ha resume` to let the controller act, or fail over by hand"))
+            alerts.append(
+                _alert(
+                    AlertKind.PAUSED,
+                    rec,
+                    f"IDC {pidc} is down but automatic actions are paused",
+                    "run `idc-ha resume` to let the controller act, or fail over by hand",
+                )
+            )
             return f"no action: paused; IDC {pidc} of primary {p} is down"
         if not policy.rules.auto_idc_failover:
-            alerts.append(_alert(AlertKind.RULE_DISABLED, rec, f"IDC {pidc} is down; auto_idc_failover is off in the policy",
-                                 "fail over by hand, or turn the rule on"))
+            alerts.append(
+                _alert(
+                    AlertKind.RULE_DISABLED,
+                    rec,
+                    f"IDC {pidc} is down; auto_idc_failover is off in the policy",
+                    "fail over by hand, or turn the rule on",
+                )
+            )
             return f"no action: auto_idc_failover off; IDC {pidc} of primary {p} is down"
         proof = prove_idc_failover(rec, snap, t)
         ackers = new_ackers(rec, t, proof.candidate) if proof.candidate else ()
         if proof.ok and proof.candidate and not ackers:
-            proof = proof.model_copy(update={"ok": False, "reason": f"no replica of {proof.candidate} in its IDC "
-                                             "can ack: writes could not reopen with semi-sync"})
+            proof = proof.model_copy(
+                update={
+                    "ok": False,
+                    "reason": f"no replica of {proof.candidate} in its IDC "
+                    "can ack: writes could not reopen with semi-sync",
+                }
+            )
         if proof.ok and proof.candidate:
             a = snap.nodes.get(ackers[0])
             if a is None or not a.reachable:
                 proof = proof.model_copy(update={"ok": False, "reason": f"the new acker {ackers[0]} is unreachable"})
         if not proof.ok or proof.candidate is None:
-            alerts.append(_alert(AlertKind.NOT_PROVEN_SAFE, rec, f"IDC {pidc} is down but {s} is not promoted: {proof.reason}",
-                                 "restore the IDC, or promote by hand accepting the stated risk"))
+            alerts.append(
+                _alert(
+                    AlertKind.NOT_PROVEN_SAFE,
+                    rec,
+                    f"IDC {pidc} is down but {s} is not promoted: {proof.reason}",
+                    "restore the IDC, or promote by hand accepting the stated risk",
+                )
+            )
             return f"no action: cannot prove RPO=0: {proof.reason}"
-        strays = tuple(n.name for n in t.nodes_by_shard[s]
-                       if n.name not in (p, proof.candidate) and (o := snap.nodes.get(n.name)) is not None and o.writable)
+        strays = tuple(
+            n.name
+            for n in t.nodes_by_shard[s]
+            if n.name not in (p, proof.candidate) and (o := snap.nodes.get(n.name)) is not None and o.writable
+        )
         op = Operation(
             id=f"{s}/e{rec.epoch}/{OpKind.IDC_FAILOVER}",
             kind=OpKind.IDC_FAILOVER,
@@ -211,32 +245,70 @@ def _shard_rule(
         )
         changed[s] = rec.model_copy(update={"op": op, "updated_wall": wall})
         plans.append(failover_plan(op))
-        alerts.append(_alert(AlertKind.FAILOVER_STARTED, rec, f"moving {s} from {p} to {proof.candidate}: {op.reason}",
-                             "", severity=Severity.WARNING))
+        alerts.append(
+            _alert(
+                AlertKind.FAILOVER_STARTED,
+                rec,
+                f"moving {s} from {p} to {proof.candidate}: {op.reason}",
+                "",
+                severity=Severity.WARNING,
+            )
+        )
         return f"IDC failover: {p} -> {proof.candidate} ({op.reason})"
     if pv.health == Health.DEAD:
         idc_state = v.idcs[pidc]
-        where = (f"IDC {pidc} is up" if idc_state == Health.ALIVE
-                 else f"IDC {pidc} is {idc_state} (not confirmed down: some of its machines have no witness)")
-        alerts.append(_alert(AlertKind.PRIMARY_UNREACHABLE, rec, f"primary {p} is dead ({pv.evidence}); {where}",
-                             "node-level failover is manual in this version", severity=Severity.CRITICAL))
+        where = (
+            f"IDC {pidc} is up"
+            if idc_state == Health.ALIVE
+            else f"IDC {pidc} is {idc_state} (not confirmed down: some of its machines have no witness)"
+        )
+        alerts.append(
+            _alert(
+                AlertKind.PRIMARY_UNREACHABLE,
+                rec,
+                f"primary {p} is dead ({pv.evidence}); {where}",
+                "node-level failover is manual in this version",
+                severity=Severity.CRITICAL,
+            )
+        )
         return f"no action: primary {p} dead; {where}; node failover is not automated yet"
     if pv.health == Health.UNREACHABLE:
-        alerts.append(_alert(AlertKind.PRIMARY_UNREACHABLE, rec, f"primary {p} is unreachable ({pv.evidence}) and no replica confirms it is gone",
-                             "check the controller's own network; no action is taken on one vantage point"))
+        alerts.append(
+            _alert(
+                AlertKind.PRIMARY_UNREACHABLE,
+                rec,
+                f"primary {p} is unreachable ({pv.evidence}) and no replica confirms it is gone",
+                "check the controller's own network; no action is taken on one vantage point",
+            )
+        )
         return f"no action: primary {p} unreachable from here only ({pv.evidence})"
     return f"no action: primary {p} suspect ({pv.evidence}); confirming"
 
 
-def _alert(kind: AlertKind, rec: ShardRecord, reason: str, hint: str, *, severity: Severity = Severity.CRITICAL) -> Alert:
-    return Alert(kind=kind, severity=severity, shard=rec.shard, node=rec.primary, reason=reason, hint=hint, epoch=rec.epoch)
+def _alert(
+    kind: AlertKind, rec: ShardRecord, reason: str, hint: str, *, severity: Severity = Severity.CRITICAL
+) -> Alert:
+    return Alert(
+        kind=kind, severity=severity, shard=rec.shard, node=rec.primary, reason=reason, hint=hint, epoch=rec.epoch
+    )
 
 
 def _sync_alert(rec: ShardRecord, *, before: SyncState) -> Alert:
     if rec.sync in SAFE:
-        return Alert(kind=AlertKind.SYNC_RESTORED, severity=Severity.INFO, shard=rec.shard, node=rec.primary,
-                     epoch=rec.epoch, reason=f"{rec.shard} is {rec.sync} (was {before}): {rec.reason}")
-    return Alert(kind=AlertKind.SYNC_DEGRADED, severity=Severity.WARNING if before not in SAFE else Severity.CRITICAL,
-                 shard=rec.shard, node=rec.primary, epoch=rec.epoch,
-                 reason=f"{rec.shard} is {rec.sync} (was {before}): {rec.reason}",
-                 hint="no automatic promotion until the shard is proven synchronous again")
+        return Alert(
+            kind=AlertKind.SYNC_RESTORED,
+            severity=Severity.INFO,
+            shard=rec.shard,
+            node=rec.primary,
+            epoch=rec.epoch,
+            reason=f"{rec.shard} is {rec.sync} (was {before}): {rec.reason}",
+        )
+    return Alert(
+        kind=AlertKind.SYNC_DEGRADED,
+        severity=Severity.WARNING if before not in SAFE else Severity.CRITICAL,
+        shard=rec.shard,
+        node=rec.primary,
+        epoch=rec.epoch,
+        reason=f"{rec.shard} is {rec.sync} (was {before}): {rec.reason}",
+        hint="no automatic promotion until the shard is proven synchronous again",
+    )

@@ -34,13 +34,13 @@ BOOT_TOLERANCE_S = 5.0
 
 def baseline_of(node: NodeName, o: NodeObservation, *, wall: float) -> Baseline:
     m = o.semisync_master
-    return Baseline(
-        primary=node, server_id=o.server_id, boot_wall=round(wall - o.uptime_s), no_tx=m.no_tx if m else 0
-    )
+    return Baseline(primary=node, server_id=o.server_id, boot_wall=round(wall - o.uptime_s), no_tx=m.no_tx if m else 0)
 
 
 def _same_boot(b: Baseline, node: NodeName, o: NodeObservation, wall: float) -> bool:
-    return b.primary == node and b.server_id == o.server_id and abs((wall - o.uptime_s) - b.boot_wall) <= BOOT_TOLERANCE_S
+    return (
+        b.primary == node and b.server_id == o.server_id and abs((wall - o.uptime_s) - b.boot_wall) <= BOOT_TOLERANCE_S
+    )
 
 
 def _unacked(b: Baseline | None, node: NodeName, o: NodeObservation, wall: float) -> int:
@@ -61,13 +61,27 @@ def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float)
         return SyncState.ASYNC, f"semi-sync master is off on the primary {rec.primary}"
     n = _unacked(rec.baseline, rec.primary, o, wall)
     if n:
-        return SyncState.ASYNC, f"{n} commit(s) on {rec.primary} went through without an ack (Rpl_semi_sync_master_no_tx rose)"
+        return (
+            SyncState.ASYNC,
+            f"{n} commit(s) on {rec.primary} went through without an ack (Rpl_semi_sync_master_no_tx rose)",
+        )
     if m.timeout_ms < SEMISYNC_TIMEOUT_NEVER // 2:
-        return SyncState.UNKNOWN, f"rpl_semi_sync_master_timeout on {rec.primary} is {m.timeout_ms} ms: semi-sync may fall back to async unseen"
+        return (
+            SyncState.UNKNOWN,
+            f"rpl_semi_sync_master_timeout on {rec.primary} is {m.timeout_ms} ms: "
+            "semi-sync may fall back to async unseen",
+        )
     if not m.wait_no_slave:
-        return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_no_slave is OFF on {rec.primary}: commits go async unseen whenever the acker disconnects"
+        return (
+            SyncState.UNKNOWN,
+            f"rpl_semi_sync_master_wait_no_slave is OFF on {rec.primary}: "
+            "commits go async unseen whenever the acker disconnects",
+        )
     if not m.status:
-        return SyncState.ASYNC, f"semi-sync is enabled on {rec.primary} but not in force (Rpl_semi_sync_master_status OFF)"
+        return (
+            SyncState.ASYNC,
+            f"semi-sync is enabled on {rec.primary} but not in force (Rpl_semi_sync_master_status OFF)",
+        )
     if m.wait_point.upper() != "AFTER_SYNC":
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_point on {rec.primary} is {m.wait_point}, not AFTER_SYNC"
     host, port = t.address_of(rec.primary)

@@ -130,7 +130,9 @@ def assess(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> Verdicts
         for name, v in nodes.items()
     }
     idcs = {
-        i.name: _share([machines[m.name] for m in t.machines_in_idc(i.name) if t.nodes_by_machine.get(m.name)], d.idc_down_share)
+        i.name: _share(
+            [machines[m.name] for m in t.machines_in_idc(i.name) if t.nodes_by_machine.get(m.name)], d.idc_down_share
+        )
         for i in t.idcs
     }
     cities = {c.name: _share([idcs[i.name] for i in t.idcs_in_city(c.name)], d.city_down_share) for c in t.cities}

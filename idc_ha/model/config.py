@@ -84,9 +84,7 @@ class MqttSettings(Section):
 class Config(BaseSettings):
     """The whole controller config. ``topology`` is the declared home layout."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="IDC_HA_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="IDC_HA_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     cluster: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     state_dir: Path

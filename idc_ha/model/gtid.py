@@ -121,9 +121,7 @@ class GtidPos:
         Empty means a node at self holds nothing past the point and may rejoin as a replica;
         any domain returned holds errant (never acknowledged) transactions or a diverged history.
         """
-        return frozenset(
-            d for d in self.domains if self.relation(point, d) in (Relation.AHEAD, Relation.DIVERGED)
-        )
+        return frozenset(d for d in self.domains if self.relation(point, d) in (Relation.AHEAD, Relation.DIVERGED))
 
     def merge(self, other: GtidPos) -> GtidPos:
         """The per-domain maximum of two positions (the later GTID wins; self wins a tie)."""

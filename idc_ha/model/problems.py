@@ -7,10 +7,10 @@ for the daemon refuses one with any error.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from idc_ha.model.ids import IdcRole, NodeRole
+from idc_ha.model.ids import IdcName, IdcRole, NodeRole
 from idc_ha.model.topology import Frozen, Node, Topology
 
 
@@ -26,8 +26,7 @@ class Problem(Frozen):
         return f"{self.severity}: {self.field}: {self.message}. Fix: {self.fix}"
 
 
-
-def _dupes(kind: str, names: list[str]) -> Iterator[Problem]:
+def _dupes(kind: str, names: Sequence[str]) -> Iterator[Problem]:
     for name, count in Counter(names).items():
         if count > 1:
             yield Problem(
@@ -70,13 +69,13 @@ def _idc_problems(t: Topology) -> Iterator[Problem]:
         yield Problem(
             field="idcs[].role",
             message=f"{len(prim)} IDCs have role 'primary' ({', '.join(i.name for i in prim) or 'none'})",
-            fix="give exactly one IDC role = \"primary\"",
+            fix='give exactly one IDC role = "primary"',
         )
     if len(stby) != 1:
         yield Problem(
             field="idcs[].role",
             message=f"{len(stby)} IDCs have role 'standby' ({', '.join(i.name for i in stby) or 'none'})",
-            fix="give exactly one IDC, in the primary IDC's city, role = \"standby\"",
+            fix='give exactly one IDC, in the primary IDC\'s city, role = "standby"',
         )
     if len(prim) == 1:
         for k, idc in enumerate(t.idcs):
@@ -85,7 +84,7 @@ def _idc_problems(t: Topology) -> Iterator[Problem]:
                     field=f"idcs[{k}] ({idc.name}).city",
                     message=f"the standby IDC is in {idc.city} but the primary IDC is in {prim[0].city}",
                     fix="the same-city standby must be in the primary IDC's city; a remote IDC takes "
-                    "role = \"backup_city\"",
+                    'role = "backup_city"',
                 )
             if idc.role == IdcRole.BACKUP_CITY and idc.city == prim[0].city:
                 yield Problem(
@@ -226,13 +225,13 @@ def _shard_problems(t: Topology) -> Iterator[Problem]:
             yield Problem(
                 field=where,
                 message=f"{len(primaries)} nodes have role 'primary'",
-                fix="give exactly one node of the shard role = \"primary\"",
+                fix='give exactly one node of the shard role = "primary"',
             )
         if len(ackers) != 1:
             yield Problem(
                 field=where,
                 message=f"{len(ackers)} nodes have role 'acker'",
-                fix="give exactly one node in the standby IDC role = \"acker\": only it may ack "
+                fix='give exactly one node in the standby IDC role = "acker": only it may ack '
                 "commits, so RPO=0 across IDCs holds",
             )
         primary = primaries[0] if len(primaries) == 1 else None
@@ -241,7 +240,7 @@ def _shard_problems(t: Topology) -> Iterator[Problem]:
             yield Problem(
                 field=where,
                 message="no cascade node: after an IDC failover nothing can ack, and writes stay closed",
-                fix="add a node with role = \"cascade\" on another machine of the standby IDC, "
+                fix='add a node with role = "cascade" on another machine of the standby IDC, '
                 "replicating from the acker",
                 severity="warning",
             )
@@ -261,7 +260,7 @@ def _role_problems(
     k = t.nodes.index(n)
     where = f"nodes[{k}] ({n.name})"
     m = t.machine_by_name.get(n.machine)
-    idc = m.idc if m else "?"
+    idc = m.idc if m else IdcName("?")
     idc_role = t.idc_by_name[idc].role if idc in t.idc_by_name else None
 
     def wrong_idc(want: str, why: str) -> Problem:
@@ -319,6 +318,4 @@ def _role_problems(
         if idc_role is not None and idc_role != IdcRole.BACKUP_CITY:
             yield wrong_idc("backup_city", "a remote replica lives in the backup city")
         if acker is not None and n.upstream != acker.name:
-            yield wrong_up(
-                acker, "a remote replicates from the acker only, so it can never be ahead of it"
-            )
+            yield wrong_up(acker, "a remote replicates from the acker only, so it can never be ahead of it")

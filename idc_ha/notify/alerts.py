@@ -53,8 +53,14 @@ class MqttAlertSink:
 class LogAlertSink:
     def emit(self, alert: Alert) -> None:
         log.warning(
-            "alert", kind=str(alert.kind), severity=str(alert.severity), shard=alert.shard, node=alert.node,
-            idc=alert.idc, reason=alert.reason, hint=alert.hint,
+            "alert",
+            kind=str(alert.kind),
+            severity=str(alert.severity),
+            shard=alert.shard,
+            node=alert.node,
+            idc=alert.idc,
+            reason=alert.reason,
+            hint=alert.hint,
         )
 
 

@@ -75,7 +75,12 @@ def _on(v: Any) -> bool:
 
 
 def parse_observation(
-    node: NodeName, variables: tuple[Any, ...], status: dict[str, str], slave: dict[str, Any] | None, *, latency_ms: float
+    node: NodeName,
+    variables: tuple[Any, ...],
+    status: dict[str, str],
+    slave: dict[str, Any] | None,
+    *,
+    latency_ms: float,
 ) -> NodeObservation:
     """Build a NodeObservation from the three result sets of PROBE_SQL."""
     (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on) = variables
@@ -193,7 +198,7 @@ class NodeProber:
                     self._conn = await self._dial()
                 obs = await read_observation(self._conn, self.node)
             self._failures = 0
-        except (Exception, TimeoutError) as e:  # noqa: BLE001 - every failure becomes an observation
+        except (Exception, TimeoutError) as e:
             self._discard()
             kind, msg = classify(e)
             self._failures += 1

@@ -54,8 +54,11 @@ async def _failover_trial(base: Path, k: int, *, warmup: float) -> dict[str, Any
         order_ok = True
         for s in shards:
             steps = [e["step"] for e in journal if e["event"] == "step_done" and e.get("shard") == s]
-            if "open_writes" not in steps or "verify_semisync" not in steps or \
-                    steps.index("verify_semisync") > steps.index("open_writes"):
+            if (
+                "open_writes" not in steps
+                or "verify_semisync" not in steps
+                or steps.index("verify_semisync") > steps.index("open_writes")
+            ):
                 order_ok = False
         recs = daemon.records()
         rtos = [r["rto_s"] for r in shards.values() if r["rto_s"] is not None]
@@ -146,8 +149,9 @@ def lab_bringup(trials: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m sim.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="bench", required=True)
     f = sub.add_parser("failover")
     f.add_argument("--trials", type=int, default=5)

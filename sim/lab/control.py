@@ -84,7 +84,9 @@ def up(workdir: Path, *, shards: int = 2, machines_per_idc: int = 2, loopback: b
     t0 = time.monotonic()
     workdir = workdir.resolve()
     if machines_per_idc < 2:
-        raise LabError("--machines-per-idc must be at least 2: M and MS (and Sx and the cascade) need their own machines")
+        raise LabError(
+            "--machines-per-idc must be at least 2: M and MS (and Sx and the cascade) need their own machines"
+        )
     if shards < 0:
         raise LabError("--shards must be 0 or more (the meta shard always exists)")
     if (workdir / "lab.json").exists():
@@ -109,7 +111,10 @@ def up(workdir: Path, *, shards: int = 2, machines_per_idc: int = 2, loopback: b
     for sub in ("logs", "secrets", "state"):
         (workdir / sub).mkdir(exist_ok=True)
     shape = build_shape(
-        workdir, shards=shards, machines_per_idc=machines_per_idc, loopback=loopback,
+        workdir,
+        shards=shards,
+        machines_per_idc=machines_per_idc,
+        loopback=loopback,
         octet=pick_octet(lab_tag(workdir), loopback),
     )
     shape.mqtt_port, shape.etcd_client_port, shape.etcd_peer_port = (services.free_port() for _ in range(3))
@@ -131,7 +136,10 @@ def up(workdir: Path, *, shards: int = 2, machines_per_idc: int = 2, loopback: b
         sup_log = open(workdir / "logs" / "supervisor.log", "ab")
         subprocess.Popen(
             [sys.executable, "-m", "sim.lab", "_supervise", "--workdir", str(workdir)],
-            stdin=subprocess.DEVNULL, stdout=sup_log, stderr=sup_log, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=sup_log,
+            stderr=sup_log,
+            start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
         deadline = time.monotonic() + 30

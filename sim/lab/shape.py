@@ -85,7 +85,7 @@ class LabShape:
         return Path(f"/tmp/idcha-{self.tag}")
 
     def gateway(self, idc_index: int) -> str:
-        return f"127.0.0.1" if self.loopback else f"10.{self.octet}.{idc_index}.1"
+        return "127.0.0.1" if self.loopback else f"10.{self.octet}.{idc_index}.1"
 
     def machine(self, name: str) -> MachineSpec:
         return next(m for m in self.machines if m.name == name)
@@ -123,9 +123,7 @@ def lab_tag(workdir: Path) -> str:
     return hashlib.sha1(str(workdir.resolve()).encode()).hexdigest()[:4]
 
 
-def build_shape(
-    workdir: Path, *, shards: int, machines_per_idc: int, loopback: bool, octet: int
-) -> LabShape:
+def build_shape(workdir: Path, *, shards: int, machines_per_idc: int, loopback: bool, octet: int) -> LabShape:
     """The lab's machines and nodes. ``shards`` counts data shards; the meta shard comes on top."""
     tag = lab_tag(workdir)
     machines: list[MachineSpec] = []
@@ -216,7 +214,7 @@ def controller_toml(shape: LabShape, workdir: Path) -> str:
         f"port = {shape.mqtt_port}",
         "",
     ]
-    for city, idcs in CITIES:
+    for city, _ in CITIES:
         lines += ["[[cities]]", f"name = {q(city)}", ""]
     for city, idcs in CITIES:
         for idc, role in idcs:

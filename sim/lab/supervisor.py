@@ -58,9 +58,7 @@ class Supervisor:
             cmd, log = self._cmd(name, as_replica=as_replica)
             log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "ab") as f:
-                proc = await asyncio.create_subprocess_exec(
-                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=f, stderr=f
-                )
+                proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=f, stderr=f)
             self.procs[name] = proc
             self.started[name] = time.time()
             t = asyncio.create_task(self._watch(name, proc), name=f"watch-{name}")
@@ -114,7 +112,10 @@ class Supervisor:
             req = json.loads(line or b"{}")
             cmd = req.get("cmd")
             if cmd == "start":
-                resp: dict[str, Any] = {"ok": True, "pids": await self.start(req["names"], as_replica=bool(req.get("as_replica")))}
+                resp: dict[str, Any] = {
+                    "ok": True,
+                    "pids": await self.start(req["names"], as_replica=bool(req.get("as_replica"))),
+                }
             elif cmd == "stop":
                 resp = {"ok": True, **await self.stop(req["names"], sig=req.get("signal", "TERM"))}
             elif cmd == "pids":

@@ -26,7 +26,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _need_lab_host() -> None:
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists():
+    if (
+        os.geteuid() != 0
+        or shutil.which("ip") is None
+        or (shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists())
+    ):
         pytest.fail("integration tests need root, iproute2 and mariadb-server: run `make test` (it installs them)")
 
 

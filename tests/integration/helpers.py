@@ -17,16 +17,32 @@ from sim.harness import Lab
 
 def app_conn(lab: Lab, node: str, *, read_timeout: float = 10) -> pymysql.connections.Connection:
     n = lab.node(node)
-    return pymysql.connect(host=n["host"], port=n["port"], user=lab.info["app_user"], password=lab.info["app_password"],
-                           connect_timeout=2, read_timeout=read_timeout, write_timeout=read_timeout, autocommit=True)
+    return pymysql.connect(
+        host=n["host"],
+        port=n["port"],
+        user=lab.info["app_user"],
+        password=lab.info["app_password"],
+        connect_timeout=2,
+        read_timeout=read_timeout,
+        write_timeout=read_timeout,
+        autocommit=True,
+    )
 
 
 def ctl_conn(lab: Lab, node: str) -> pymysql.connections.Connection:
     cfg = lab.config()
     n = lab.node(node)
     pw = cfg.credentials.password.get_secret_value() if cfg.credentials.password else ""
-    return pymysql.connect(host=n["host"], port=n["port"], user=cfg.credentials.user, password=pw,
-                           connect_timeout=2, read_timeout=10, write_timeout=10, autocommit=True)
+    return pymysql.connect(
+        host=n["host"],
+        port=n["port"],
+        user=cfg.credentials.user,
+        password=pw,
+        connect_timeout=2,
+        read_timeout=10,
+        write_timeout=10,
+        autocommit=True,
+    )
 
 
 def sql(conn: pymysql.connections.Connection, *stmts: str) -> list[Any]:

@@ -28,8 +28,14 @@ def collector(lab: Lab, topic: str) -> MqttCollector:
     return MqttCollector("127.0.0.1", lab.info["mqtt"]["port"], topic)
 
 
-async def run_workload_through(lab: Lab, fault: object, *, warmup: float = 2.0, recover_timeout: float = RTO_PROMISE_S,
-                               expect_recovery: bool = True) -> tuple[dict[str, dict[str, object]], float, bool]:
+async def run_workload_through(
+    lab: Lab,
+    fault: object,
+    *,
+    warmup: float = 2.0,
+    recover_timeout: float = RTO_PROMISE_S,
+    expect_recovery: bool = True,
+) -> tuple[dict[str, dict[str, object]], float, bool]:
     """Write to every shard, call ``fault()`` (returns (start, end) wall times), wait for writes on
     every shard after it, then verify the ledger. Returns (per-shard report, fault time, recovered)."""
     wl = Workload(lab.config(), user=lab.info["app_user"], password=lab.info["app_password"])
@@ -105,12 +111,19 @@ def test_main_city_down_promotes_nothing_and_raises_a_critical_alert(lab: Lab, d
 
 def test_paused_daemon_only_alerts_then_acts_on_resume(lab: Lab, daemon: Daemon) -> None:
     """Paused, a dead IDC1 changes nothing but alerts; after resume the failover runs, losing nothing."""
+
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "idc_ha.cli", *args, "--config", str(lab.config_path)],
-                              capture_output=True, text=True, timeout=30, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "idc_ha.cli", *args, "--config", str(lab.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
 
     assert cli("pause").returncode == 0
     with collector(lab, alerts_topic(lab)) as alerts:
+
         def fault() -> tuple[float, float]:
             start, end = kill_idc(lab, "IDC1")
             hit = alerts.wait_for(lambda m: m[1]["kind"] == "paused", timeout=20)
@@ -136,15 +149,20 @@ def test_async_shard_is_not_promoted_and_the_alert_says_why(lab: Lab, daemon: Da
     from tests.integration.helpers import app_conn
 
     a = app_conn(lab, "shard1-m")
-    sql(a, "CREATE DATABASE IF NOT EXISTS t3", "CREATE TABLE IF NOT EXISTS t3.a (id INT PRIMARY KEY)",
-        "INSERT INTO t3.a VALUES (1)")
+    sql(
+        a,
+        "CREATE DATABASE IF NOT EXISTS t3",
+        "CREATE TABLE IF NOT EXISTS t3.a (id INT PRIMARY KEY)",
+        "INSERT INTO t3.a VALUES (1)",
+    )
     a.close()
     daemon.wait_records(lambda r: r["shard1"].sync == SyncState.ASYNC, timeout=10, what="shard1 ASYNC")
     with collector(lab, alerts_topic(lab)) as alerts:
         kill_idc(lab, "IDC1")
         recs = daemon.wait_records(
             lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in ("meta", "shard2")),
-            timeout=RTO_PROMISE_S, what="meta and shard2 in IDC2",
+            timeout=RTO_PROMISE_S,
+            what="meta and shard2 in IDC2",
         )
         hit = alerts.wait_for(lambda m: m[1]["kind"] == "not_proven_safe" and m[1]["shard"] == "shard1", timeout=10)
     assert hit is not None
@@ -157,8 +175,19 @@ def test_async_shard_is_not_promoted_and_the_alert_says_why(lab: Lab, daemon: Da
 
 @pytest.mark.parametrize(
     "step",
-    ["fence", "stop_receiving", "wait_relay_applied", "record_promotion_point", "detach", "enable_master_semisync",
-     "arm_acker", "verify_semisync", "commit_layout", "open_writes", "publish_routing"],
+    [
+        "fence",
+        "stop_receiving",
+        "wait_relay_applied",
+        "record_promotion_point",
+        "detach",
+        "enable_master_semisync",
+        "arm_acker",
+        "verify_semisync",
+        "commit_layout",
+        "open_writes",
+        "publish_routing",
+    ],
 )
 def test_daemon_crash_after_each_step_resumes_to_completion(lab: Lab, tmp_path: Path, step: str) -> None:
     """The daemon dies right after one executor step; restarted, it finishes the failover with 0 lost writes."""
@@ -178,8 +207,11 @@ def test_daemon_crash_after_each_step_resumes_to_completion(lab: Lab, tmp_path: 
         report, _, recovered = asyncio.run(run_workload_through(lab, fault))
         assert recovered, report
         assert_no_acked_write_lost(report)
-        restarted.wait_records(lambda r: all(r[s].op is None and r[s].epoch == 2 for s in SHARDS), timeout=20,
-                               what="every failover finished")
+        restarted.wait_records(
+            lambda r: all(r[s].op is None and r[s].epoch == 2 for s in SHARDS),
+            timeout=20,
+            what="every failover finished",
+        )
         assert_primaries_in_idc2(lab, restarted)
         ops_run = [e for e in restarted.journal() if e["event"] == "op_run"]
         assert ops_run, "the restarted daemon did not resume from the journal"
@@ -203,7 +235,9 @@ def test_a_short_network_blip_of_idc1_causes_no_failover(lab: Lab, daemon: Daemo
 
 
 @pytest.mark.parametrize("stopped", ["sql_thread", "both_threads"])
-def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(lab: Lab, daemon: Daemon, stopped: str) -> None:
+def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(
+    lab: Lab, daemon: Daemon, stopped: str
+) -> None:
     """Commits the acker received but never applied (its SQL thread, or both threads, stopped) are all
     on the new primary: the relay log is applied, never discarded."""
     from tests.integration.helpers import app_conn
@@ -222,8 +256,11 @@ def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(lab: La
     sx.close()
     assert st[0][0]["Gtid_IO_Pos"] != st[1][0]["applied"], "the acker should hold unapplied relay log"
     kill_idc(lab, "IDC1")
-    daemon.wait_records(lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
-                        timeout=RTO_PROMISE_S, what="shard1 promoted")
+    daemon.wait_records(
+        lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
+        timeout=RTO_PROMISE_S,
+        what="shard1 promoted",
+    )
     new = app_conn(lab, "shard1-sx")
     rows = sql(new, "SELECT COUNT(*) AS n FROM t5.a")[0][0]["n"]
     new.close()

@@ -28,8 +28,11 @@ def test_partitioned_primaries_fail_over_and_are_fenced_when_the_link_returns(la
     """IDC1 cut off (servers alive, writable): its shards move to IDC2; on heal the old primaries turn read-only."""
     assert all(writable(lab, f"{s}-m") for s in SHARDS)
     cut_idc(lab.workdir, "IDC1")
-    daemon.wait_records(lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in SHARDS),
-                        timeout=30, what="every shard in IDC2 after the cut")
+    daemon.wait_records(
+        lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in SHARDS),
+        timeout=30,
+        what="every shard in IDC2 after the cut",
+    )
     heal_idc(lab.workdir, "IDC1")
     wait_until(lambda: all(writable(lab, f"{s}-m") is False for s in SHARDS), 15, "old primaries fenced")
     fenced = {e["node"] for e in daemon.journal() if e["event"] == "fenced"}
@@ -48,13 +51,29 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
     cut_idc(lab.workdir, "IDC1")
     # A client inside IDC1 still reaches the old primary: its commit waits for an ack that cannot come.
     stranded = subprocess.Popen(
-        ["ip", "netns", "exec", peer_ns, "timeout", "60", "mariadb", f"-h{m['host']}", f"-P{m['port']}",
-         f"-u{lab.info['app_user']}", f"-p{lab.info['app_password']}", "-e", "INSERT INTO t4.a VALUES (7)"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            peer_ns,
+            "timeout",
+            "60",
+            "mariadb",
+            f"-h{m['host']}",
+            f"-P{m['port']}",
+            f"-u{lab.info['app_user']}",
+            f"-p{lab.info['app_password']}",
+            "-e",
+            "INSERT INTO t4.a VALUES (7)",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        daemon.wait_records(lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
-                            timeout=30, what="shard1 in IDC2")
+        daemon.wait_records(
+            lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None, timeout=30, what="shard1 in IDC2"
+        )
         with MqttCollector("127.0.0.1", lab.info["mqtt"]["port"], f"idc-ha/{lab.config().cluster}/alerts/#") as alerts:
             heal_idc(lab.workdir, "IDC1")
             hit = alerts.wait_for(lambda x: x[1]["kind"] == "fence_blocked" and x[1]["node"] == "shard1-m", timeout=15)

@@ -19,13 +19,15 @@ from tests.integration.helpers import app_conn, ctl_conn, sql, writable
 
 
 def idc_ha(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "idc_ha.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "idc_ha.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def lab_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.lab", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.lab", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def test_lab_up_describes_every_server(lab: Lab) -> None:
@@ -109,8 +111,13 @@ def test_check_live_passes_then_names_a_miswired_replica(lab: Lab) -> None:
     m = lab.node("shard1-m")
     c = ctl_conn(lab, "shard1-rem")
     pw = (lab.workdir / "secrets" / "replication.password").read_text()
-    sql(c, "STOP SLAVE", f"CHANGE MASTER TO MASTER_HOST='{m['host']}', MASTER_PORT={m['port']}, "
-        f"MASTER_USER='repl', MASTER_PASSWORD='{pw}', MASTER_USE_GTID=slave_pos", "START SLAVE")
+    sql(
+        c,
+        "STOP SLAVE",
+        f"CHANGE MASTER TO MASTER_HOST='{m['host']}', MASTER_PORT={m['port']}, "
+        f"MASTER_USER='repl', MASTER_PASSWORD='{pw}', MASTER_USE_GTID=slave_pos",
+        "START SLAVE",
+    )
     c.close()
     bad = idc_ha("check", "--config", str(lab.config_path), "--live", "--json")
     assert bad.returncode == 1

@@ -280,9 +280,7 @@ def history(*frames: tuple[float, Mapping[NodeName, NodeObservation]]) -> tuple[
     return tuple(snapshot(nodes, at=at) for at, nodes in frames)
 
 
-def steady(
-    nodes: Mapping[NodeName, NodeObservation], *, seconds: float = 4.0, rounds: int = 5
-) -> tuple[Snapshot, ...]:
+def steady(nodes: Mapping[NodeName, NodeObservation], *, seconds: float = 4.0, rounds: int = 5) -> tuple[Snapshot, ...]:
     """The same observations over ``rounds`` rounds spread across ``seconds``: long enough, by
     default, to confirm any failure under the default detection policy."""
     step = seconds / (rounds - 1) if rounds > 1 else 0.0
@@ -294,9 +292,7 @@ def steady(
 
 def baseline(t: Topology, primary: NodeName, *, no_tx: int = 0) -> Baseline:
     """The baseline a proven-safe record holds for a primary up for UPTIME seconds."""
-    return Baseline(
-        primary=primary, server_id=server_id(t, primary), boot_wall=round(WALL - UPTIME), no_tx=no_tx
-    )
+    return Baseline(primary=primary, server_id=server_id(t, primary), boot_wall=round(WALL - UPTIME), no_tx=no_tx)
 
 
 def record(t: Topology, shard: ShardName, *, sync: SyncState = SyncState.IDC_SAFE, **upd: Any) -> ShardRecord:

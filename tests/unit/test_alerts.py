@@ -86,9 +86,7 @@ def test_the_key_is_kind_severity_shard_node_and_idc(dedup: Deduplicating, sink:
     assert len(sink.alerts) == 6
 
 
-def test_conditions_are_timed_independently(
-    dedup: Deduplicating, sink: MemoryAlertSink, clock: FakeClock
-) -> None:
+def test_conditions_are_timed_independently(dedup: Deduplicating, sink: MemoryAlertSink, clock: FakeClock) -> None:
     """Each key has its own repeat timer."""
     dedup.emit(alert(shard="a"))
     clock.now += 30

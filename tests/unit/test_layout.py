@@ -75,9 +75,7 @@ def test_new_ackers_prefers_the_home_cascade_over_other_roles() -> None:
     t = with_extra(("shard1-a", "idc2-m1"))
     rec = record(t, "shard1")
     assert new_ackers(rec, t, "shard1-sx") == ("shard1-cas",)
-    without = rec.model_copy(
-        update={"upstreams": {k: v for k, v in rec.upstreams.items() if k != "shard1-cas"}}
-    )
+    without = rec.model_copy(update={"upstreams": {k: v for k, v in rec.upstreams.items() if k != "shard1-cas"}})
     assert new_ackers(without, t, "shard1-sx") == ("shard1-a",)
 
 

@@ -90,9 +90,7 @@ def every(kind: AlertKind, *shards: str) -> set[tuple[AlertKind, str | None]]:
     return {(kind, s) for s in (shards or SHARDS)}
 
 
-def with_op(
-    recs: dict[ShardName, ShardRecord], shard: ShardName, **kw: object
-) -> dict[ShardName, ShardRecord]:
+def with_op(recs: dict[ShardName, ShardRecord], shard: ShardName, **kw: object) -> dict[ShardName, ShardRecord]:
     return {**recs, shard: recs[shard].model_copy(update={"op": failover_op(shard, **kw)})}
 
 
@@ -222,9 +220,7 @@ def test_failover_plan_is_the_documented_step_sequence() -> None:
     ]
     arm = plan.steps[6]
     assert isinstance(arm, ArmAcker) and arm.source == "shard1-sx"
-    assert plan.steps[7] == VerifySemisync(
-        primary="shard1-sx", ackers=("shard1-cas",), reason=plan.steps[7].reason
-    )
+    assert plan.steps[7] == VerifySemisync(primary="shard1-sx", ackers=("shard1-cas",), reason=plan.steps[7].reason)
     assert (plan.shard, plan.op_id) == ("shard1", "shard1/e1/idc_failover")
     assert all(s.reason for s in plan.steps)
 
@@ -404,12 +400,8 @@ def worlds(draw: st.DrawFn) -> tuple[tuple[Snapshot, ...], dict[ShardName, Shard
     idcs = draw(mostly(("IDC1",), (), ("IDC1", "IDC2"), ("IDC2",), ("IDC1", "IDC3"), ("IDC3",)))
     nodes = idc_lost(TOPO, nodes, *idcs, witnessed=draw(mostly(True, False)))
     if draw(st.booleans()):
-        nodes = lost(
-            TOPO, nodes, sorted(draw(st.sets(st.sampled_from(NODE_NAMES), max_size=2))), witnessed=True
-        )
-        nodes = lost(
-            TOPO, nodes, sorted(draw(st.sets(st.sampled_from(NODE_NAMES), max_size=1))), witnessed=False
-        )
+        nodes = lost(TOPO, nodes, sorted(draw(st.sets(st.sampled_from(NODE_NAMES), max_size=2))), witnessed=True)
+        nodes = lost(TOPO, nodes, sorted(draw(st.sets(st.sampled_from(NODE_NAMES), max_size=1))), witnessed=False)
     for s in SHARDS:
         for role in ("sx", "cas"):
             name = f"{s}-{role}"
@@ -472,9 +464,7 @@ def test_decide_is_deterministic(
 ) -> None:
     """The same inputs always give the same decision: a recorded history replays exactly."""
     hist, recs, control, policy = world
-    assert decide(hist, TOPO, policy, recs, control, wall=WALL) == decide(
-        hist, TOPO, policy, recs, control, wall=WALL
-    )
+    assert decide(hist, TOPO, policy, recs, control, wall=WALL) == decide(hist, TOPO, policy, recs, control, wall=WALL)
 
 
 # -- invariants.check on hand-built decisions -------------------------------------------------------
@@ -516,9 +506,7 @@ def _op_id_mismatch() -> tuple[Decision, dict[ShardName, ShardRecord]]:
 
 def _opens_another_node() -> tuple[Decision, dict[ShardName, ShardRecord]]:
     plan, recs = started()
-    steps = tuple(
-        OpenWrites(node="shard1-cas", reason="x") if isinstance(s, OpenWrites) else s for s in plan.steps
-    )
+    steps = tuple(OpenWrites(node="shard1-cas", reason="x") if isinstance(s, OpenWrites) else s for s in plan.steps)
     return decision((plan.model_copy(update={"steps": steps}),), recs), records()
 
 
@@ -584,9 +572,7 @@ def test_check_refuses_a_bad_decision(build: Build, message: str) -> None:
     assert e.value.shard == "shard1"
 
 
-@pytest.mark.parametrize(
-    "build", [_no_fence_before_open, _fence_after_open], ids=["no-fence", "fence-after-open"]
-)
+@pytest.mark.parametrize("build", [_no_fence_before_open, _fence_after_open], ids=["no-fence", "fence-after-open"])
 def test_check_refuses_opening_beside_a_writable_node(build: Build) -> None:
     """Opening the target while the old primary is seen writable requires fencing it first."""
     d, before = build()

@@ -131,9 +131,7 @@ CASES: dict[str, Case] = {
     "restart-with-unacked-commits": Case(
         IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_tx=1), SyncState.ASYNC, "1 commit(s)"
     ),
-    "node-safe-falls-too": Case(
-        record(TOPO, S, sync=SyncState.NODE_SAFE), with_master(H, M, no_tx=1), SyncState.ASYNC
-    ),
+    "node-safe-falls-too": Case(record(TOPO, S, sync=SyncState.NODE_SAFE), with_master(H, M, no_tx=1), SyncState.ASYNC),
     "recovery-dropped-when-unsafe": Case(
         waiting(), with_master(H, M, timeout_ms=500), SyncState.UNKNOWN, "500 ms", recovery=False
     ),
@@ -171,15 +169,11 @@ CASES: dict[str, Case] = {
         "shard1-sx is not connected as a semi-sync replica",
         recovery=False,
     ),
-    "acker-not-acking": Case(
-        ASYNC, acking(H, SX, on=False), SyncState.ASYNC, "not connected as a semi-sync replica"
-    ),
+    "acker-not-acking": Case(ASYNC, acking(H, SX, on=False), SyncState.ASYNC, "not connected as a semi-sync replica"),
     "semisync-not-in-force": Case(
         ASYNC, with_master(H, M, status=False), SyncState.ASYNC, "semi-sync is enabled on shard1-m but not in force"
     ),
-    "no-semisync-client": Case(
-        ASYNC, with_master(H, M, clients=0), SyncState.ASYNC, "no semi-sync replica connected"
-    ),
+    "no-semisync-client": Case(ASYNC, with_master(H, M, clients=0), SyncState.ASYNC, "no semi-sync replica connected"),
     "acker-replicates-elsewhere": Case(
         ASYNC,
         with_replica(H, SX, source_host="10.0.3.12", source_port=4410),
@@ -368,13 +362,7 @@ def test_reaching_safety_needs_everything_in_force(world: tuple[ShardRecord, Nod
     new = step(rec, nodes)
     if rec.sync not in SAFE and new.sync in SAFE:
         m, a = nodes[M].semisync_master, nodes[SX]
-        assert (
-            m is not None
-            and m.enabled
-            and m.status
-            and m.clients >= 1
-            and m.wait_point.upper() == "AFTER_SYNC"
-        )
+        assert m is not None and m.enabled and m.status and m.clients >= 1 and m.wait_point.upper() == "AFTER_SYNC"
         assert a.reachable and a.replica is not None and a.replica.io_connected
         assert a.semisync_slave is not None and a.semisync_slave.status
         assert rec.recovery is not None and a.received().contains(rec.recovery.target)

@@ -275,12 +275,8 @@ BROKEN: list[tuple[str, list[Mutation], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("mutations", "field", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
-)
-def test_a_broken_layout_names_the_field_and_the_fix(
-    mutations: list[Mutation], field: str, message: str
-) -> None:
+@pytest.mark.parametrize(("mutations", "field", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
+def test_a_broken_layout_names_the_field_and_the_fix(mutations: list[Mutation], field: str, message: str) -> None:
     """Each broken variant yields an error whose field names the right place and whose fix is non-empty."""
     found = broken(*mutations)
     errors = [p for p in found if p.severity == "error"]
@@ -307,9 +303,7 @@ WARNINGS: list[tuple[str, list[Mutation], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("mutations", "field", "message"), [w[1:] for w in WARNINGS], ids=[w[0] for w in WARNINGS]
-)
+@pytest.mark.parametrize(("mutations", "field", "message"), [w[1:] for w in WARNINGS], ids=[w[0] for w in WARNINGS])
 def test_a_doubtful_layout_gets_only_a_warning(mutations: list[Mutation], field: str, message: str) -> None:
     """Layouts that work but weaken the design are warned about, never refused."""
     found = broken(*mutations)
@@ -330,9 +324,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_a_problem_prints_field_message_and_fix() -> None:
     """str(problem) is one line an operator can act on: severity, field, message and fix."""
-    p = Problem(
-        field="nodes[9] (x).upstream", message="unknown node 'y'", fix="name a node of the same shard"
-    )
+    p = Problem(field="nodes[9] (x).upstream", message="unknown node 'y'", fix="name a node of the same shard")
     assert str(p) == "error: nodes[9] (x).upstream: unknown node 'y'. Fix: name a node of the same shard"
 
 
@@ -344,9 +336,7 @@ _node_edits = st.tuples(
     st.one_of(
         st.tuples(st.just("machine"), st.sampled_from(["idc1-m1", "idc2-m2", "idc3-m1", "ghost-m"])),
         st.tuples(st.just("upstream"), st.sampled_from([*_NODE_NAMES[:10], None, "ghost"])),
-        st.tuples(
-            st.just("role"), st.sampled_from(["primary", "local_candidate", "acker", "cascade", "remote"])
-        ),
+        st.tuples(st.just("role"), st.sampled_from(["primary", "local_candidate", "acker", "cascade", "remote"])),
         st.tuples(st.just("shard"), st.sampled_from(["meta", "shard1", "ghost"])),
         st.tuples(st.just("port"), st.sampled_from([4401, 4406, 4999])),
         # renames stay unique here: a duplicate name beside an unknown machine crashes (see the xfail below)
@@ -500,9 +490,7 @@ def test_the_password_never_shows_in_repr_or_str(config_dir: Path, monkeypatch: 
         (
             "IDC_HA_CREDENTIALS__PASSWORD",
             "from-env",
-            lambda c: (
-                c.credentials.password.get_secret_value() == "from-env" and c.credentials.user == "idcha"
-            ),
+            lambda c: c.credentials.password.get_secret_value() == "from-env" and c.credentials.user == "idcha",
         ),
         ("IDC_HA_PROBE__INTERVAL_S", "0.5", lambda c: c.probe.interval_s == 0.5),
         ("IDC_HA_CLUSTER", "other", lambda c: c.cluster == "other" and c.topology.cluster == "other"),
@@ -524,9 +512,7 @@ def test_environment_overrides_the_file(
     assert read(load_config(write(config_dir, config_data())))
 
 
-def test_environment_supplies_a_password_the_file_lacks(
-    config_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_environment_supplies_a_password_the_file_lacks(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With no password in the file, IDC_HA_CREDENTIALS__PASSWORD is enough."""
     monkeypatch.setenv("IDC_HA_CREDENTIALS__PASSWORD", "from-env")
     cfg = load_config(write(config_dir, config_data(credentials={"user": "idcha"})))

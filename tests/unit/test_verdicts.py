@@ -119,9 +119,7 @@ CASES: dict[str, Case] = {
         Health.SUSPECT,
     ),
     "one-refusal-in-the-streak-confirms-fast": Case(
-        history(
-            (0.0, H), (1.0, lost(TOPO, H, ["shard1-m"], TIMEOUT)), (1.5, lost(TOPO, H, ["shard1-m"], REFUSED))
-        ),
+        history((0.0, H), (1.0, lost(TOPO, H, ["shard1-m"], TIMEOUT)), (1.5, lost(TOPO, H, ["shard1-m"], REFUSED))),
         "shard1-m",
         Health.DEAD,
         witness="shard1-ms",
@@ -136,9 +134,7 @@ CASES: dict[str, Case] = {
         Health.DEAD,
         witness="shard1-sx",
     ),
-    "not-probed-is-suspect": Case(
-        steady({n: o for n, o in H.items() if n != "shard1-m"}), "shard1-m", Health.SUSPECT
-    ),
+    "not-probed-is-suspect": Case(steady({n: o for n, o in H.items() if n != "shard1-m"}), "shard1-m", Health.SUSPECT),
 }
 
 
@@ -279,9 +275,7 @@ def test_main_city_lost() -> None:
 
 def test_failed_means_dead_or_unreachable() -> None:
     """Verdicts.failed() is true for DEAD and UNREACHABLE nodes only."""
-    v = verdicts(
-        failing(lost(TOPO, H, ["shard1-m", "shard2-m"], REFUSED, witnessed=False), seconds=0.5, rounds=2)
-    )
+    v = verdicts(failing(lost(TOPO, H, ["shard1-m", "shard2-m"], REFUSED, witnessed=False), seconds=0.5, rounds=2))
     assert v.failed("shard1-m") and v.failed("shard2-m")
     assert not v.failed("shard1-sx")
     short = verdicts(failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.1, rounds=2))
