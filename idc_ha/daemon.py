@@ -19,7 +19,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -31,15 +31,17 @@ from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
+from idc_ha.decide.contact import Contact
 from idc_ha.decide.drift import drift
-from idc_ha.decide.plan import Decision, Fence, ShardPlan
+from idc_ha.decide.plan import AnyStep, Decision, Fence, ShardPlan
 from idc_ha.decide.rules import decide
 from idc_ha.errors import IdcHaError
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
-from idc_ha.notify.alerts import Deduplicating, LogAlertSink, MqttAlertSink
+from idc_ha.model.state import Control, ShardRecord
+from idc_ha.notify.alerts import AlertSink, Deduplicating, LogAlertSink, MqttAlertSink
 from idc_ha.notify.mqtt import MqttPublisher
 from idc_ha.observe.snapshot import Observer
 from idc_ha.status import tick_view
@@ -47,7 +49,8 @@ from idc_ha.status import tick_view
 log = structlog.get_logger("idc_ha.daemon")
 
 HISTORY_S = 30.0
-OP_RETRY_S = 1.0
+OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
+OP_RETRY_MAX_S = 30.0
 
 
 def sd_notify(msg: str) -> None:
@@ -80,7 +83,7 @@ class Daemon:
             if config.mqtt.enabled
             else None
         )
-        sinks: list[Any] = [LogAlertSink()]
+        sinks: list[AlertSink] = [LogAlertSink()]
         if self.mqtt is not None:
             sinks.append(MqttAlertSink(self.mqtt, prefix=config.mqtt.topic_prefix, cluster=config.cluster))
         self.alerts = Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s)
@@ -97,8 +100,10 @@ class Daemon:
         )
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts)
         self.history: deque[Snapshot] = deque()
+        self.contacts: dict[ShardName, Contact] = {}
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
-        self.op_failed_at: dict[ShardName, float] = {}
+        self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
+        self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
         self.reasons: dict[ShardName, str] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -149,7 +154,10 @@ class Daemon:
             self.history.popleft()
         control = self.store.load_control()
         wall = time.time()
-        decision = decide(tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall)
+        decision = decide(
+            tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall, contacts=self.contacts
+        )
+        self.contacts = decision.contacts
         self.ticks += 1
         # Durable first: nothing below may act on a record the store does not hold.
         if decision.records:
@@ -175,55 +183,78 @@ class Daemon:
             self.alerts.emit(alert)
         for plan in decision.plans:
             self._start_op(plan)
-        await self._reconcile(snap, paused=control)
+        self._reconcile(snap, control)
         self.last_decision = decision
         self.store.write_tick(tick_view(self, snap, decision, control, wall=wall))
         return decision
 
+    @staticmethod
+    def _busy(tasks: dict[ShardName, asyncio.Task[None]], shard: ShardName) -> bool:
+        t = tasks.get(shard)
+        return t is not None and not t.done()
+
     def _start_op(self, plan: ShardPlan) -> None:
-        running = self.ops.get(plan.shard)
-        if running is not None and not running.done():
-            return
-        if time.monotonic() - self.op_failed_at.get(plan.shard, -1e9) < OP_RETRY_S:
+        if self._busy(self.ops, plan.shard) or self._busy(self.reconciling, plan.shard):
+            return  # one hand per shard: a reconcile step finishes (bounded by its timeout) first
+        failures, last = self.op_failures.get(plan.shard, (0, -1e9))
+        if time.monotonic() - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures):
             return
         self.store.append("decision", shard=plan.shard, op=plan.op_id, reason=plan.reason)
 
         async def run() -> None:
             try:
                 await self.executor.run(plan)
+                self.op_failures.pop(plan.shard, None)
             except IdcHaError as e:
-                self.op_failed_at[plan.shard] = time.monotonic()
-                log.warning("operation paused; resumes next tick", shard=plan.shard, op=plan.op_id, error=str(e))
+                self.op_failures[plan.shard] = (failures + 1, time.monotonic())
+                log.warning(
+                    "operation paused; resumes on a later tick",
+                    shard=plan.shard,
+                    op=plan.op_id,
+                    error=str(e),
+                    hint=e.hint,
+                )
             except Exception:
-                self.op_failed_at[plan.shard] = time.monotonic()
-                log.exception("operation crashed; resumes next tick", shard=plan.shard, op=plan.op_id)
+                self.op_failures[plan.shard] = (failures + 1, time.monotonic())
+                log.exception("operation crashed; resumes on a later tick", shard=plan.shard, op=plan.op_id)
             finally:
                 self.wake()
 
         self.ops[plan.shard] = asyncio.create_task(run(), name=f"op:{plan.shard}")
 
-    async def _reconcile(self, snap: Snapshot, *, paused: Any) -> None:
+    def _reconcile(self, snap: Snapshot, control: Control) -> None:
+        """Alert on drift; hand fences to the Fencer; run other corrective steps in a task per
+        shard so a slow node never holds up probing."""
         for shard, rec in self.book.all().items():
-            if shard in self.ops and not self.ops[shard].done():
+            if self._busy(self.ops, shard) or self._busy(self.reconciling, shard):
                 continue
             alerts, steps = drift(rec, snap, self.t)
             for a in alerts:
                 self.alerts.emit(a)
-            if steps and not paused.is_paused(shard):
-                for step in steps:
-                    if isinstance(step, Fence):
-                        # One mechanism fences: the Fencer, which never gives up on a node.
-                        cur = self.book.get(shard) or rec
-                        self.book.put(cur.model_copy(update={"fence_pending": (*cur.fence_pending, step.node)}))
-                        self.store.append("reconcile", shard=shard, step=step.kind, node=step.node)
-                        continue
-                    try:
-                        detail = await self.executor.reconcile_step(step)
-                        self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
-                    except IdcHaError as e:
-                        log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e))
+            if not steps or control.is_paused(shard):
+                continue
+            fences = [s.node for s in steps if isinstance(s, Fence)]
+            if fences:
+                # One mechanism fences: the Fencer, which never gives up on a node.
+                self.book.put(
+                    rec.model_copy(update={"fence_pending": tuple(dict.fromkeys((*rec.fence_pending, *fences)))})
+                )
+                self.store.append("reconcile", shard=shard, step="fence", nodes=fences)
+            others = [s for s in steps if not isinstance(s, Fence)]
+            if others:
+                self.reconciling[shard] = asyncio.create_task(
+                    self._reconcile_steps(shard, others), name=f"reconcile:{shard}"
+                )
 
-    def _publish_if_new(self, rec: Any) -> None:
+    async def _reconcile_steps(self, shard: ShardName, steps: Sequence[AnyStep]) -> None:
+        for step in steps:
+            try:
+                detail = await self.executor.reconcile_step(step)
+                self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
+            except IdcHaError as e:
+                log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e))
+
+    def _publish_if_new(self, rec: ShardRecord) -> None:
         key = (rec.epoch, rec.primary)
         if self.published.get(rec.shard) != key:
             self.routing.publish(rec, reason=rec.reason)
@@ -269,7 +300,11 @@ class Daemon:
         await self._stop.wait()
         log.info("idc-ha daemon stopping")
         sched.shutdown(wait=False)
-        work = [t for t in self._tasks if t.get_name() != "mqtt"] + list(self.ops.values())
+        work = (
+            [t for t in self._tasks if t.get_name() != "mqtt"]
+            + list(self.ops.values())
+            + list(self.reconciling.values())
+        )
         for t in work:
             t.cancel()
         await asyncio.gather(*work, return_exceptions=True)

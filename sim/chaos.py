@@ -1,7 +1,7 @@
 """Fault injection on a lab: ``python -m sim.chaos --workdir DIR ACTION ...``
 
 Actions:
-  kill-idc IDC       SIGKILL every server of the IDC (process death; machines stay up)
+  kill-idc IDC[,IDC] SIGKILL every server of the IDC(s) at once (process death; machines stay up)
   restore-idc IDC    start them again, the old primaries read-only as replicas (init_rpl_role=SLAVE)
   kill-node NAME     SIGKILL one server
   cut-idc IDC        drop all traffic between the IDC and the rest (the witness included);
@@ -32,8 +32,9 @@ def idc_nodes(shape: LabShape, idc: str) -> list[str]:
 
 
 def kill_idc(workdir: Path, idc: str) -> dict[str, Any]:
+    """SIGKILL every server of the IDC (several IDCs: comma-separated, killed in one request)."""
     shape = control.load(workdir)
-    names = idc_nodes(shape, idc)
+    names = [n for one in idc.split(",") for n in idc_nodes(shape, one)]
     t = time.time()
     control.ask(shape, {"cmd": "stop", "names": names, "signal": "KILL"})
     return {"action": "kill-idc", "idc": idc, "nodes": names, "at": t}

@@ -1,6 +1,6 @@
 """A write workload with a ledger of acknowledged writes, following the routing topic.
 
-One writer per shard inserts unique ids into ``idcha_wl.ledger`` on the node the retained
+Several writers per shard (three by default) insert unique ids into ``idcha_wl.ledger`` on the node the retained
 routing message names (the highest epoch wins; until a message arrives, the shard's home
 primary). Each write is classified:
 
@@ -56,8 +56,11 @@ class ShardLedger:
 
 
 class Workload:
-    def __init__(self, config: Config, *, user: str, password: str, pause_s: float = 0.005) -> None:
+    def __init__(
+        self, config: Config, *, user: str, password: str, pause_s: float = 0.005, writers_per_shard: int = 3
+    ) -> None:
         self.cfg, self.user, self.password = config, user, password
+        self.writers_per_shard = writers_per_shard
         self.t = config.topology
         self.pause_s = pause_s
         self.routes: dict[str, Route] = {}
@@ -173,7 +176,10 @@ class Workload:
         await self.prepare()
         self._tasks.append(asyncio.create_task(self._follow_routing(), name="wl-routing"))
         for s in self.ledgers:
-            self._tasks.append(asyncio.create_task(self._writer(s), name=f"wl-{s}"))
+            # Several writers per shard keep commits in flight at every instant, so a fault
+            # always lands inside some commit's wait for its ack.
+            for k in range(self.writers_per_shard):
+                self._tasks.append(asyncio.create_task(self._writer(s), name=f"wl-{s}-{k}"))
 
     async def stop(self) -> None:
         self._stop.set()

@@ -110,7 +110,7 @@ class Executor:
             ms = round((time.perf_counter() - t0) * 1000, 1)
             self.store.append("step_done", shard=plan.shard, op=plan.op_id, step=step.kind, idx=i, ms=ms, detail=detail)
             bound.info("step done", step=step.kind, ms=ms, detail=detail, reason=step.reason)
-            if self.crash_after == step.kind:
+            if self.crash_after in (step.kind, f"{plan.shard}:{step.kind}"):
                 # Test-only fault point: die exactly here, as a crash would (no cleanup, no flush).
                 bound.warning("test fault point: exiting", step=step.kind)
                 os._exit(75)
@@ -137,6 +137,11 @@ class Executor:
     async def reconcile_step(self, step: AnyStep) -> str:
         """Run one corrective step from the drift check (ArmAcker; fences go to the Fencer)."""
         if isinstance(step, ArmAcker):
+            o = await self.admin.observe(step.node)
+            if o.replica is not None and not o.replica.sql_ok:
+                # Re-arming restarts the IO thread; with the SQL thread stopped that discards the
+                # relay log of the recorded acker. Leave it to a human.
+                raise StepFailed(f"{step.node}: SQL thread stopped; not restarting its IO thread", node=step.node)
             return await self._arm_acker(step.node, step.source)
         raise StepFailed(f"{step.kind} is not a reconcile step")
 
@@ -255,10 +260,11 @@ class Executor:
         raise StepFailed(why, node=node, hint=hint)
 
     async def _record_point(self, shard: ShardName, op_id: str, node: NodeName) -> str:
-        rec, op = self._op(shard, op_id)
+        _, op = self._op(shard, op_id)
         if op.promotion_point is not None:
             return f"already recorded: {op.promotion_point}"
         o = await self.admin.observe(node)
+        rec, op = self._op(shard, op_id)  # read again after the await: others may have written it
         point = o.received()
         if op.seen_received is not None and not point.contains(op.seen_received):
             # The candidate holds less than it had received when the proof was made: its relay
@@ -335,6 +341,10 @@ class Executor:
                     or not o.replica.io_connected
                 ):
                     problems.append(f"{a} is not connected as a semi-sync replica")
+                elif not o.received().contains(p.gtid_binlog_pos):
+                    # Nothing new is written before writes open, so the acker must hold all the
+                    # new primary holds: NODE_SAFE on evidence, never on settings alone.
+                    problems.append(f"{a} has received {o.received()}, not yet all of {primary} ({p.gtid_binlog_pos})")
             if not problems:
                 clients = m.clients if m else 0
                 return f"{primary} semi-sync master ON with {clients} client(s); ackers {', '.join(ackers)} ON"
@@ -356,6 +366,7 @@ class Executor:
         if rec.primary == op.target:
             return f"already committed at epoch {rec.epoch}"
         p = await self.admin.observe(op.target)
+        rec, op = self._op(shard, op_id)  # read again after the await: others may have written it
         new = layout_after(
             rec,
             op,

@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from idc_ha.decide.contact import Contact
 from idc_ha.decide.verdicts import Verdicts
 from idc_ha.model.alert import Alert
 from idc_ha.model.ids import NodeName, ShardName
@@ -130,3 +131,4 @@ class Decision(BaseModel):
     alerts: tuple[Alert, ...]
     reasons: dict[ShardName, str]
     verdicts: Verdicts
+    contacts: dict[ShardName, Contact] = {}  # carried to the next tick by the daemon (memory only)

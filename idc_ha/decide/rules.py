@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from idc_ha.decide.contact import Contact, update_contacts
 from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.layout import new_ackers
 from idc_ha.decide.plan import (
@@ -38,7 +39,7 @@ from idc_ha.decide.syncstate import next_record
 from idc_ha.decide.verdicts import Health, Verdicts, assess
 from idc_ha.errors import InvariantViolation
 from idc_ha.model.alert import Alert, AlertKind, Severity
-from idc_ha.model.ids import ShardName, SyncState
+from idc_ha.model.ids import NodeName, ShardName, SyncState
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Control, Operation, OpKind, ShardRecord, home_record
@@ -47,11 +48,13 @@ from idc_ha.model.topology import Topology
 SAFE = (SyncState.IDC_SAFE, SyncState.NODE_SAFE)
 
 
-def failover_plan(op: Operation) -> ShardPlan:
-    """The steps of an IDC failover; the same for a fresh start and for a resume."""
+def failover_plan(op: Operation, *, also_fence: tuple[NodeName, ...] = ()) -> ShardPlan:
+    """The steps of an IDC failover; the same for a fresh start and for a resume. ``also_fence``
+    adds nodes seen writable since the operation started."""
     t, old = op.target, op.old_primary
+    fence = tuple(dict.fromkeys((*(op.fence or (old,)), *also_fence)))
     steps = [
-        *(Fence(node=n, reason=f"{n} must not take writes once {t} is primary") for n in (op.fence or (old,))),
+        *(Fence(node=n, reason=f"{n} must not take writes once {t} is primary") for n in fence),
         StopReceiving(node=t, reason=f"fix what {t} received from {old} before promoting it"),
         WaitRelayApplied(node=t, reason=f"{t}'s relay log holds the only copy of acknowledged commits"),
         RecordPromotionPoint(node=t, reason="returning nodes are judged against what the new primary holds"),
@@ -74,6 +77,7 @@ def decide(
     control: Control,
     *,
     wall: float,
+    contacts: Mapping[ShardName, Contact] | None = None,
 ) -> Decision:
     """Decide one tick. ``history`` is oldest first and ends with this tick's snapshot.
 
@@ -92,12 +96,43 @@ def decide(
     for shard in topology.shards:
         old = records.get(shard.name)
         rec = old or home_record(topology, shard.name, wall=wall)
+        if old is None:
+            mismatch = home_mismatch(rec, snap, topology)
+            if mismatch is not None:
+                # Never adopt the home layout from the config over a reality that differs: after a
+                # failover with a lost store, that would route clients back to the old primary
+                # and fence the real one.
+                alerts.append(
+                    Alert(
+                        kind=AlertKind.UNADOPTED,
+                        severity=Severity.CRITICAL,
+                        shard=shard.name,
+                        reason=f"the store has no record for {shard.name} and the servers do not match the home "
+                        f"layout: {mismatch}; the controller takes no action on this shard",
+                        hint="restore state_dir from a backup, or make the servers match the home layout",
+                    )
+                )
+                reasons[shard.name] = f"no action: not adopted ({mismatch})"
+                continue
         new = next_record(rec, snap, topology, wall=wall)
         if old is None or new is not rec:
             changed[shard.name] = new
         if new.sync != rec.sync:
             alerts.append(_sync_alert(new, before=rec.sync))
         recs[shard.name] = new
+
+    seen = update_contacts(contacts or {}, history, recs)
+    for idc, health in v.idcs.items():
+        if health == Health.DEAD:
+            alerts.append(
+                Alert(
+                    kind=AlertKind.IDC_DOWN,
+                    severity=Severity.CRITICAL,
+                    idc=idc,
+                    reason=f"IDC {idc} is down: all its machines are dead",
+                    hint="shards proven RPO=0 move to the standby IDC automatically; check the others' alerts",
+                )
+            )
 
     main_city = topology.primary_idc.city
     city_failed = v.cities[main_city] in (Health.DEAD, Health.UNREACHABLE)
@@ -113,13 +148,15 @@ def decide(
 
     for s, rec in recs.items():
         if rec.op is not None:
-            plans.append(failover_plan(rec.op))
+            plans.append(failover_plan(rec.op, also_fence=_writable_strays(rec.shard, rec.op.target, snap, topology)))
             reasons[s] = f"resuming {rec.op.kind} {rec.op.id}: {rec.op.reason}"
             continue
         if city_failed:
             reasons[s] = f"no action: main city {main_city} down; waiting for a human (promote-city)"
             continue
-        reasons[s] = _shard_rule(rec, snap, topology, policy, control, v, alerts, changed, plans, wall=wall)
+        reasons[s] = _shard_rule(
+            rec, snap, topology, policy, control, v, alerts, changed, plans, seen.get(s), wall=wall
+        )
 
     # Invariants, plan by plan: a violation is a bug; that shard's plan (and the operation it
     # would have recorded) is dropped with a critical alert, the other shards go on.
@@ -147,7 +184,9 @@ def decide(
                 )
             )
             reasons[plan.shard] = f"no action: invariant violated: {e.message}"
-    decision = Decision(records=changed, plans=tuple(kept), alerts=tuple(alerts), reasons=reasons, verdicts=v)
+    decision = Decision(
+        records=changed, plans=tuple(kept), alerts=tuple(alerts), reasons=reasons, verdicts=v, contacts=seen
+    )
     check(decision, records, snap, topology)
     return decision
 
@@ -162,6 +201,7 @@ def _shard_rule(
     alerts: list[Alert],
     changed: dict[ShardName, ShardRecord],
     plans: list[ShardPlan],
+    contact: Contact | None,
     *,
     wall: float,
 ) -> str:
@@ -173,15 +213,6 @@ def _shard_rule(
     if v.idcs[pidc] == Health.DEAD and pv.health == Health.SUSPECT:
         return f"no action yet: IDC {pidc} is down, confirming that primary {p} failed ({pv.evidence})"
     if v.idcs[pidc] == Health.DEAD:
-        alerts.append(
-            Alert(
-                kind=AlertKind.IDC_DOWN,
-                severity=Severity.CRITICAL,
-                idc=pidc,
-                reason=f"IDC {pidc} is down: all its machines are dead",
-                hint="shards proven RPO=0 move to the standby IDC automatically; check the others' alerts",
-            )
-        )
         if control.is_paused(s):
             alerts.append(
                 _alert(
@@ -202,7 +233,7 @@ def _shard_rule(
                 )
             )
             return f"no action: auto_idc_failover off; IDC {pidc} of primary {p} is down"
-        proof = prove_idc_failover(rec, snap, t)
+        proof = prove_idc_failover(rec, snap, t, contact, lookback_s=policy.proof.lookback_s)
         ackers = new_ackers(rec, t, proof.candidate) if proof.candidate else ()
         if proof.ok and proof.candidate and not ackers:
             proof = proof.model_copy(
@@ -226,11 +257,7 @@ def _shard_rule(
                 )
             )
             return f"no action: cannot prove RPO=0: {proof.reason}"
-        strays = tuple(
-            n.name
-            for n in t.nodes_by_shard[s]
-            if n.name not in (p, proof.candidate) and (o := snap.nodes.get(n.name)) is not None and o.writable
-        )
+        strays = _writable_strays(s, proof.candidate, snap, t, besides=p)
         op = Operation(
             id=f"{s}/e{rec.epoch}/{OpKind.IDC_FAILOVER}",
             kind=OpKind.IDC_FAILOVER,
@@ -283,6 +310,49 @@ def _shard_rule(
         )
         return f"no action: primary {p} unreachable from here only ({pv.evidence})"
     return f"no action: primary {p} suspect ({pv.evidence}); confirming"
+
+
+def home_mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
+    """Why the servers do not look like the home layout ``rec`` describes, or None when they do:
+    the home primary answers and is the only writable node, and the acker replicates from it."""
+    p = snap.nodes.get(rec.primary)
+    if p is None or not p.reachable:
+        return f"the home primary {rec.primary} does not answer"
+    if p.read_only:
+        return f"the home primary {rec.primary} is read-only"
+    others = [
+        n.name
+        for n in t.nodes_by_shard[rec.shard]
+        if n.name != rec.primary and (o := snap.nodes.get(n.name)) and o.writable
+    ]
+    if others:
+        return f"{', '.join(others)} writable besides the home primary"
+    host, port = t.address_of(rec.primary)
+    for a in rec.ackers:
+        o = snap.nodes.get(a)
+        if (
+            o is None
+            or not o.reachable
+            or o.replica is None
+            or (o.replica.source_host, o.replica.source_port)
+            != (
+                host,
+                port,
+            )
+        ):
+            return f"the acker {a} does not replicate from {rec.primary}"
+    return None
+
+
+def _writable_strays(
+    shard: ShardName, target: NodeName, snap: Snapshot, t: Topology, *, besides: NodeName | None = None
+) -> tuple[NodeName, ...]:
+    """Nodes of the shard seen writable, other than the target (and ``besides``): fenced before writes open."""
+    return tuple(
+        n.name
+        for n in t.nodes_by_shard[shard]
+        if n.name not in (target, besides) and (o := snap.nodes.get(n.name)) is not None and o.writable
+    )
 
 
 def _alert(

@@ -31,6 +31,7 @@ class AlertKind(StrEnum):
     FENCE_BLOCKED = "fence_blocked"
     NEEDS_REBUILD = "needs_rebuild"
     WAITING_COMMITS = "waiting_commits"
+    UNADOPTED = "unadopted"
 
 
 class Alert(BaseModel):

@@ -68,6 +68,7 @@ class ProbeSettings(Section):
     connect_timeout_s: float = Field(0.5, gt=0, le=30)
     query_timeout_s: float = Field(1.0, gt=0, le=60)
     backoff_max_s: float = Field(2.0, gt=0, le=300)
+    fresh_window_s: float = Field(10.0, ge=0, le=600)  # no backoff while a failure is being confirmed
 
 
 class MqttSettings(Section):

@@ -28,6 +28,10 @@ class Detection(Section):
     city_down_share: float = Field(1.0, gt=0, le=1)
 
 
+class Proof(Section):
+    lookback_s: float = Field(1.0, ge=0.2, le=30)
+
+
 class Rules(Section):
     auto_idc_failover: bool = True
 
@@ -45,6 +49,7 @@ class Alerts(Section):
 
 class Policy(Section):
     detection: Detection = Detection()
+    proof: Proof = Proof()
     rules: Rules = Rules()
     execution: Execution = Execution()
     alerts: Alerts = Alerts()

@@ -4,7 +4,9 @@ One probe is one round trip: a multi-statement query reading the variables, the 
 connection counters and SHOW SLAVE STATUS. Every call runs under ``asyncio.timeout``: an open
 aiomysql connection never times out by itself. A connection whose call failed or timed out is in
 an unknown state and is discarded; the next probe dials afresh, after a backoff that doubles from
-the probe interval up to ``backoff_max_s`` (a refused dial is cheap, so it backs off less).
+the probe interval up to ``backoff_max_s`` (a refused dial is cheap, so it backs off less), but
+only once a node has failed for longer than ``fresh_window_s``: inside that window, where a
+failure is still being confirmed, every round dials afresh.
 
 Driver errors are translated here into ``ProbeFailure`` kinds; nothing from pymysql leaves.
 """
@@ -168,6 +170,7 @@ class NodeProber:
         self._conn: aiomysql.Connection | None = None
         self._failures = 0
         self._next_dial = 0.0
+        self._failing_since = 0.0
         self._last: NodeObservation | None = None
 
     async def _dial(self) -> aiomysql.Connection:
@@ -202,8 +205,15 @@ class NodeProber:
             self._discard()
             kind, msg = classify(e)
             self._failures += 1
-            base = self._s.interval_s if kind == ProbeFailure.REFUSED else self._s.interval_s * 2
-            self._next_dial = now + min(self._s.backoff_max_s, base * 2 ** (self._failures - 1))
+            if self._failures == 1:
+                self._failing_since = now
+            if now - self._failing_since < self._s.fresh_window_s:
+                # While a failure may still be confirmed or cleared, every round dials afresh: a
+                # repeated old failure must not stretch a blip into a confirmed death.
+                self._next_dial = now
+            else:
+                base = self._s.interval_s if kind == ProbeFailure.REFUSED else self._s.interval_s * 2
+                self._next_dial = now + min(self._s.backoff_max_s, base * 2 ** (self._failures - 1))
             obs = NodeObservation(
                 node=self.node,
                 reachable=False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +47,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 @pytest.fixture
 def daemon(lab: Lab, tmp_path: Path) -> Iterator[Daemon]:
-    """`idc-ha run` on the lab, every shard already proven IDC_SAFE."""
+    """`idc-ha run` on the lab, every shard already proven IDC_SAFE and watched for a while (the
+    RPO=0 proof rests on what the daemon itself saw: policy proof.lookback_s, 1 s)."""
     d = Daemon(lab.config_path, tmp_path / "daemon.log").start()
     try:
         d.wait_safe(3, timeout=20)
+        time.sleep(2.0)
         yield d
     finally:
         d.stop()

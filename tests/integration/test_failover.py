@@ -95,8 +95,7 @@ def test_idc1_killed_under_write_load(lab: Lab, daemon: Daemon) -> None:
 def test_main_city_down_promotes_nothing_and_raises_a_critical_alert(lab: Lab, daemon: Daemon) -> None:
     """IDC1 and IDC2 both dead: no promotion anywhere, and a critical main_city_down alert on MQTT."""
     with collector(lab, alerts_topic(lab)) as alerts:
-        chaos_kill_idc(lab.workdir, "IDC1")
-        chaos_kill_idc(lab.workdir, "IDC2")
+        chaos_kill_idc(lab.workdir, "IDC1,IDC2")  # one request: no failover can start in between
         hit = alerts.wait_for(lambda m: m[1]["kind"] == "main_city_down", timeout=20)
         assert hit is not None, alerts.messages
         assert hit[0].endswith("/alerts/critical/main_city_down") and hit[1]["severity"] == "critical"
@@ -191,7 +190,9 @@ def test_async_shard_is_not_promoted_and_the_alert_says_why(lab: Lab, daemon: Da
 )
 def test_daemon_crash_after_each_step_resumes_to_completion(lab: Lab, tmp_path: Path, step: str) -> None:
     """The daemon dies right after one executor step; restarted, it finishes the failover with 0 lost writes."""
-    crashing = Daemon(lab.config_path, tmp_path / "crash.log", env={"IDC_HA_TEST_CRASH_AFTER": step}).start()
+    crashing = Daemon(
+        lab.config_path, tmp_path / "crash.log", env={"IDC_HA_TEST_CRASH_AFTER": f"shard1:{step}"}
+    ).start()
     restarted = Daemon(lab.config_path, tmp_path / "restart.log")
     try:
         crashing.wait_safe(3, timeout=20)
@@ -200,7 +201,7 @@ def test_daemon_crash_after_each_step_resumes_to_completion(lab: Lab, tmp_path: 
             start, end = kill_idc(lab, "IDC1")
             assert crashing.wait_exit(30) == 75, "the fault point did not fire"
             j = crashing.journal()
-            assert [e for e in j if e["event"] == "step_done" and e["step"] == step]
+            assert [e for e in j if e["event"] == "step_done" and e["step"] == step and e["shard"] == "shard1"]
             restarted.start()
             return start, end
 
@@ -265,3 +266,28 @@ def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(
     rows = sql(new, "SELECT COUNT(*) AS n FROM t5.a")[0][0]["n"]
     new.close()
     assert rows == 200
+
+
+def test_a_lost_store_after_a_failover_does_not_undo_it(lab: Lab, daemon: Daemon, tmp_path: Path) -> None:
+    """The store is wiped after the failover: a new daemon adopts nothing, fences nothing, alerts."""
+    import shutil
+
+    kill_idc(lab, "IDC1")
+    daemon.wait_records(
+        lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in SHARDS),
+        timeout=RTO_PROMISE_S,
+        what="every shard in IDC2",
+    )
+    daemon.stop()
+    shutil.rmtree(daemon.store.dir)
+    fresh = Daemon(lab.config_path, tmp_path / "fresh.log")
+    with collector(lab, alerts_topic(lab)) as alerts:
+        fresh.start()
+        try:
+            hit = alerts.wait_for(lambda m: m[1]["kind"] == "unadopted", timeout=15)
+            assert hit is not None and "home layout" in hit[1]["reason"]
+            time.sleep(2)
+            assert fresh.records() == {}
+            assert all(writable(lab, f"{s}-sx") for s in SHARDS), "a new daemon fenced the real primaries"
+        finally:
+            fresh.stop()

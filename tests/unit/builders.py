@@ -272,7 +272,17 @@ def idc_lost(
 
 
 def snapshot(nodes: Mapping[NodeName, NodeObservation], *, at: float = 0.0) -> Snapshot:
-    return Snapshot(taken_at=at, wall=WALL + at, duration_ms=1.0, nodes=dict(nodes))
+    """The nodes as seen at ``at`` seconds: a running server's uptime grows with the clock, so its
+    boot time (wall - uptime) stays put across a history."""
+    aged = {
+        n: (
+            o.model_copy(update={"uptime_s": o.uptime_s + round(at)})
+            if o.reachable and o.uptime_s + round(at) > 0
+            else o
+        )
+        for n, o in nodes.items()
+    }
+    return Snapshot(taken_at=at, wall=WALL + at, duration_ms=1.0, nodes=aged)
 
 
 def history(*frames: tuple[float, Mapping[NodeName, NodeObservation]]) -> tuple[Snapshot, ...]:
@@ -285,6 +295,17 @@ def steady(nodes: Mapping[NodeName, NodeObservation], *, seconds: float = 4.0, r
     default, to confirm any failure under the default detection policy."""
     step = seconds / (rounds - 1) if rounds > 1 else 0.0
     return tuple(snapshot(nodes, at=k * step) for k in range(rounds))
+
+
+def watched(
+    failure: tuple[Snapshot, ...], before: Mapping[NodeName, NodeObservation] | None = None, *, seconds: float = 3.0
+) -> tuple[Snapshot, ...]:
+    """``failure`` preceded by ``seconds`` of the healthy home cluster (``before``): the controller
+    watched the primaries answer, as the RPO=0 proof requires, before things went wrong."""
+    healthy = home_nodes() if before is None else before
+    start = failure[0].taken_at if failure else 0.0
+    lead = tuple(snapshot(healthy, at=start - seconds + k * 0.5) for k in range(int(seconds / 0.5)))
+    return (*lead, *failure)
 
 
 # -- records ----------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from .builders import (
     snapshot,
     steady,
     topology,
+    watched,
     with_master,
     with_replica,
 )
@@ -77,7 +78,7 @@ def run(
 ) -> Decision:
     """decide() on a confirmed history of ``nodes`` (or the given history), with every shard IDC_SAFE
     unless ``recs`` says otherwise."""
-    hist = nodes if isinstance(nodes, tuple) else steady(nodes)
+    hist = nodes if isinstance(nodes, tuple) else watched(steady(nodes), home_nodes(topo))
     recs = records(topo) if recs is None else recs
     return decide(hist, topo, policy or Policy(), recs, control or Control(), wall=WALL)
 
@@ -118,7 +119,7 @@ ALL = SHARDS
 SCENARIOS: dict[str, Scenario] = {
     "healthy-cluster": Scenario(H),
     "idc1-dead-all-idc-safe": Scenario(IDC1_DOWN, ALL, IDC_DOWN | every(K.FAILOVER_STARTED)),
-    "main-city-dead": Scenario(CITY1_DOWN, (), {(K.MAIN_CITY_DOWN, None)}),
+    "main-city-dead": Scenario(CITY1_DOWN, (), {(K.MAIN_CITY_DOWN, None)} | IDC_DOWN),
     "idc1-and-idc3-dead-is-not-the-city": Scenario(
         idc_lost(TOPO, H, "IDC1", "IDC3"), ALL, IDC_DOWN | every(K.FAILOVER_STARTED)
     ),
@@ -183,7 +184,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "primary-dead-idc-up": Scenario(lost(TOPO, H, ["shard1-m"]), (), every(K.PRIMARY_UNREACHABLE, "shard1")),
     "primary-suspect": Scenario(steady(IDC1_DOWN, seconds=1.0, rounds=3), (), set()),
-    "empty-store-idc1-dead": Scenario(IDC1_DOWN, (), IDC_DOWN | every(K.NOT_PROVEN_SAFE), recs={}),
+    "empty-store-idc1-dead": Scenario(IDC1_DOWN, (), IDC_DOWN | every(K.UNADOPTED), recs={}),
     "empty-store-healthy": Scenario(H, (), set(), recs={}),
     "sync-degrades": Scenario(with_master(H, "shard1-m", no_tx=1), (), every(K.SYNC_DEGRADED, "shard1")),
 }
@@ -249,7 +250,7 @@ def test_a_started_failover_is_recorded_before_it_runs() -> None:
 def test_main_city_down_is_a_critical_alert_for_a_human() -> None:
     """With the whole main city failed nothing moves, and the alert points at promote-city."""
     d = run(CITY1_DOWN)
-    [alert] = d.alerts
+    [alert] = [a for a in d.alerts if a.kind == K.MAIN_CITY_DOWN]
     assert alert.severity == Severity.CRITICAL
     assert "promote-city" in alert.hint
     assert all("main city CITY1 down" in r for r in d.reasons.values())
@@ -334,12 +335,39 @@ def test_an_op_in_flight_is_resumed_whatever_else_is_true(nodes: Nodes) -> None:
     assert d.plans == (failover_plan(recs["shard2"].op),)
 
 
-def test_empty_store_writes_home_records_as_unknown_and_never_promotes() -> None:
-    """With no records, every shard is written as its home layout, UNKNOWN, and nothing is promoted."""
-    d = run(IDC1_DOWN, {})
+def test_empty_store_adopts_a_healthy_home_layout_as_unknown() -> None:
+    """With no records and servers as the config says, every shard is written as home, UNKNOWN."""
+    d = run(H, {})
     assert d.plans == ()
-    assert d.records == {s: home_record(TOPO, s, wall=WALL) for s in SHARDS}
-    assert all(r.sync == SyncState.UNKNOWN and r.epoch == 1 for r in d.records.values())
+    assert set(d.records) == set(SHARDS)
+    for s, r in d.records.items():
+        home = home_record(TOPO, s, wall=WALL)
+        assert (r.sync, r.epoch, r.primary, r.ackers, r.upstreams) == (
+            SyncState.UNKNOWN,
+            1,
+            home.primary,
+            home.ackers,
+            home.upstreams,
+        )
+        assert r.recovery is not None  # the climb to IDC_SAFE starts on evidence, not settings
+
+
+def test_empty_store_never_adopts_a_reality_that_differs_from_home() -> None:
+    """No records and IDC1 dead: nothing is written, nothing promoted, and an alert says why."""
+    d = run(IDC1_DOWN, {})
+    assert d.plans == () and d.records == {}
+    assert {a.shard for a in d.alerts if a.kind == K.UNADOPTED} == set(SHARDS)
+    assert all(r.startswith("no action: not adopted") for r in d.reasons.values())
+
+
+def test_empty_store_after_a_failover_does_not_undo_it() -> None:
+    """The store was lost after shard1 moved to IDC2: the config's home layout is not adopted."""
+    moved = changed(H, "shard1-sx", read_only=False, replica=None)
+    moved = changed(moved, "shard1-m", read_only=True)
+    d = run(moved, {s: r for s, r in records().items() if s != "shard1"})
+    assert "shard1" not in d.records and d.plans == ()
+    [a] = [a for a in d.alerts if a.kind == K.UNADOPTED]
+    assert a.shard == "shard1" and "read-only" in a.reason
 
 
 def test_a_healthy_cluster_changes_nothing() -> None:
@@ -454,7 +482,15 @@ def test_decide_keeps_its_safety_properties(
             assert not city_down
             assert op.target == before.ackers[0] and op.old_primary == before.primary
         else:
-            assert plan == failover_plan(before.op)
+            strays = tuple(
+                n.name
+                for n in TOPO.nodes_by_shard[plan.shard]
+                if n.name != before.op.target and (o := hist[-1].nodes.get(n.name)) is not None and o.writable
+            )
+            assert plan == failover_plan(before.op, also_fence=strays)
+    assert not [a for a in d.alerts if "invariant violated" in a.reason], (
+        "a rule produced a plan that broke an invariant"
+    )
 
 
 @settings(max_examples=100, deadline=None)
