@@ -172,5 +172,12 @@ def test_lab_down_leaves_no_process_namespace_or_bridge(tmp_path: Path) -> None:
     assert not [n for n in net.list_links() if n.startswith(f"ih{tag}")]
     assert net.run(["nft", "list", "table", "inet", f"ih{tag}"], check=False).returncode != 0
     assert not Path(f"/tmp/idcha-{tag}").exists()
-    leftovers = subprocess.run(["pgrep", "-f", str(lab.workdir)], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == ""
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(lab.workdir) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    leftovers.append(proc.name)
+            except OSError:
+                continue
+    assert leftovers == []
