@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from idc_ha.errors import ConfigError, IdcHaError
-from idc_ha.model.config import Config, load_config
+from idc_ha.model.config import Config, config_problems, load_config
 from idc_ha.model.policy import Policy, load_policy
 
 
@@ -68,18 +68,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, allow_problems=True)
     except ConfigError as e:
         return _fail(args, e, 1)
-    problems: list[Problem] = []
-    from idc_ha.model.problems import problems as topo_problems
-
-    problems += topo_problems(cfg.topology)
-    if cfg.credentials.password is None:
-        problems.append(
-            Problem(
-                field="credentials.password",
-                message="no password for the controller's database user",
-                fix="set credentials.password_file, or IDC_HA_CREDENTIALS__PASSWORD",
-            )
-        )
+    problems: list[Problem] = config_problems(cfg)
     try:
         load_policy(cfg.policy)
     except ConfigError as e:

@@ -152,16 +152,7 @@ def load_config(path: Path | str, *, allow_problems: bool = False) -> Config:
     With allow_problems, cross-check errors are left for the caller (``idc-ha check``).
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise ConfigError(
-            [Problem(field="--config", message=f"{path} does not exist", fix="pass the path of the TOML config")]
-        ) from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(
-            [Problem(field=str(path), message=f"not valid TOML: {e}", fix="fix the TOML syntax at that line")]
-        ) from e
+    raw = read_toml(path, field="--config", what="the TOML config")
     try:
         cfg = Config(**raw)
     except ValidationError as e:
@@ -175,6 +166,14 @@ def load_config(path: Path | str, *, allow_problems: bool = False) -> Config:
             "source": path.resolve(),
         }
     )
+    found = config_problems(cfg)
+    if not allow_problems and any(p.severity == "error" for p in found):
+        raise ConfigError(found)
+    return cfg
+
+
+def config_problems(cfg: Config) -> list[Problem]:
+    """Every cross-check problem of a loaded config: the topology's, and missing credentials."""
     found = problems(cfg.topology)
     if cfg.credentials.password is None:
         found.append(
@@ -184,9 +183,21 @@ def load_config(path: Path | str, *, allow_problems: bool = False) -> Config:
                 fix="set credentials.password_file, or IDC_HA_CREDENTIALS__PASSWORD in the environment",
             )
         )
-    if not allow_problems and any(p.severity == "error" for p in found):
-        raise ConfigError(found)
-    return cfg
+    return found
+
+
+def read_toml(path: Path, *, field: str, what: str) -> dict[str, Any]:
+    """Parse a TOML file; raises ConfigError naming ``field`` when it is missing or malformed."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(
+            [Problem(field=field, message=f"{path} does not exist", fix=f"pass the path of {what}")]
+        ) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            [Problem(field=str(path), message=f"not valid TOML: {e}", fix="fix the TOML syntax at that line")]
+        ) from e
 
 
 def _policy_path(base: Path, rel: Path) -> Path:

@@ -7,12 +7,12 @@ leave a rule on.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from idc_ha.errors import ConfigError
+from idc_ha.model.config import read_toml
 from idc_ha.model.problems import Problem
 
 
@@ -57,14 +57,7 @@ class Policy(Section):
 
 def load_policy(path: Path) -> Policy:
     """Read a policy file. Raises ConfigError naming each bad field and the fix."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise ConfigError(
-            [Problem(field="policy", message=f"{path} does not exist", fix="point policy at a policy TOML file")]
-        ) from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([Problem(field=str(path), message=f"not valid TOML: {e}", fix="fix the TOML syntax")]) from e
+    raw = read_toml(path, field="policy", what="a policy TOML file (see policies/default.toml)")
     try:
         return Policy(**raw)
     except ValidationError as e:
