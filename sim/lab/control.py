@@ -108,6 +108,9 @@ def up(workdir: Path, *, shards: int = 2, machines_per_idc: int = 2, loopback: b
         if lab_tag(workdir) in net.lab_tags_present():
             net.destroy(lab_tag(workdir))
     workdir.mkdir(parents=True, exist_ok=True)
+    # A new lab is a new cluster: a controller store left by an earlier lab here would describe
+    # servers that no longer exist (and the daemon would rightly fence what contradicts it).
+    shutil.rmtree(workdir / "state", ignore_errors=True)
     for sub in ("logs", "secrets", "state"):
         (workdir / sub).mkdir(exist_ok=True)
     shape = build_shape(

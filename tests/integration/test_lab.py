@@ -181,3 +181,11 @@ def test_lab_down_leaves_no_process_namespace_or_bridge(tmp_path: Path) -> None:
             except OSError:
                 continue
     assert leftovers == []
+    # The same workdir again: a new lab is a new cluster, with no controller store left over.
+    (lab.workdir / "state" / "shards").mkdir(parents=True, exist_ok=True)
+    (lab.workdir / "state" / "shards" / "meta.json").write_text("{}")
+    again = Lab(lab.workdir).up()
+    try:
+        assert not list((lab.workdir / "state").iterdir())
+    finally:
+        again.down()
