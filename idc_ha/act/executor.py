@@ -116,8 +116,9 @@ class Executor:
                 os._exit(75)
         rec, _ = self._op(plan.shard, plan.op_id)
         done = rec.model_copy(update={"op": None, "updated_wall": self.wall()})
-        self.book.put(done)
         total = round((time.perf_counter() - t_op) * 1000, 1)
+        # Journal and alert before the record lets go of the operation: a crash in between
+        # repeats them on resume rather than losing them.
         self.store.append("op_done", shard=plan.shard, op=plan.op_id, ms=total, primary=done.primary, epoch=done.epoch)
         bound.info("operation done", ms=total, primary=done.primary, epoch=done.epoch)
         self.alerts.emit(
@@ -133,6 +134,7 @@ class Executor:
                 hint="the old primary's IDC rejoins as replicas once it returns and is checked",
             )
         )
+        self.book.put(done)
 
     async def reconcile_step(self, step: AnyStep) -> str:
         """Run one corrective step from the drift check (ArmAcker; fences go to the Fencer)."""
@@ -148,7 +150,7 @@ class Executor:
     async def _step(self, shard: ShardName, op_id: str, step: AnyStep) -> str:
         match step:
             case Fence():
-                return await self._fence(step.node)
+                return await self._fence(shard, op_id, step.node)
             case StopReceiving():
                 return await self._stop_receiving(step.node)
             case WaitRelayApplied():
@@ -174,14 +176,27 @@ class Executor:
                 return f"routing epoch {rec.epoch} -> {rec.primary}"
         raise AssertionError(f"unknown step {step!r}")
 
-    async def _fence(self, node: NodeName) -> str:
+    async def _fence(self, shard: ShardName, op_id: str, node: NodeName) -> str:
+        """Make ``node`` read-only, or hand it to the Fencer (fence on return) durably.
+
+        The old primary may be left to the Fencer whatever the failure: it cannot acknowledge
+        anything, since its acker stops receiving in the next step. Any other node that answers
+        but cannot be fenced may take (and locally acknowledge) writes: writes stay closed on
+        the new primary until it is fenced."""
         try:
             await self.admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.3, timeout=2.0)
             return "read_only=ON"
-        except (NodeUnreachable, NodeError) as e:
-            # Unreachable now: the fence-on-return job keeps dialling it. It cannot acknowledge
-            # anything meanwhile: its acker stops receiving in the next step.
-            return f"unreachable, fenced on return ({e.message[:80]})"
+        except NodeError as e:
+            rec, op = self._op(shard, op_id)
+            if node not in rec.fence_pending:
+                self.book.put(rec.model_copy(update={"fence_pending": (*rec.fence_pending, node)}))
+            if node != op.old_primary and not isinstance(e, NodeUnreachable):
+                self._stuck(
+                    node,
+                    f"{node} answers but could not be made read-only: {e.message[:120]}",
+                    "writes stay closed on the new primary until it is fenced; find what holds it",
+                )
+            return f"not fenced now, fenced on return ({e.message[:80]})"
 
     async def _ensure_sql_running(self, node: NodeName, o: NodeObservation) -> bool:
         """Start the candidate's SQL thread without ever losing its relay log. True if started.
@@ -322,6 +337,7 @@ class Executor:
             if m is None or not (
                 m.enabled
                 and m.status
+                and m.wait_no_slave
                 and m.wait_point.upper() == "AFTER_SYNC"
                 and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
             ):
@@ -349,16 +365,11 @@ class Executor:
                 clients = m.clients if m else 0
                 return f"{primary} semi-sync master ON with {clients} client(s); ackers {', '.join(ackers)} ON"
             if time.monotonic() > deadline:
-                self.alerts.emit(
-                    Alert(
-                        kind=AlertKind.FAILOVER_STUCK,
-                        severity=Severity.CRITICAL,
-                        node=primary,
-                        reason=f"writes stay closed: {'; '.join(problems)}",
-                        hint="bring an acker up in the new primary's IDC; writes open once it acks",
-                    )
+                self._stuck(
+                    primary,
+                    f"writes stay closed: {'; '.join(problems)}",
+                    "bring an acker up in the new primary's IDC; writes open once it acks",
                 )
-                raise StepFailed("; ".join(problems), node=primary)
             await asyncio.sleep(0.02)
 
     async def _commit(self, shard: ShardName, op_id: str) -> str:
@@ -382,7 +393,10 @@ class Executor:
         o = await self.admin.observe(node)
         m = o.semisync_master
         if m is None or not (
-            m.enabled and m.wait_point.upper() == "AFTER_SYNC" and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
+            m.enabled
+            and m.wait_no_slave
+            and m.wait_point.upper() == "AFTER_SYNC"
+            and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
         ):
             raise StepFailed(f"{node}: master semi-sync settings unverified; not opening writes", node=node)
         if not o.read_only:

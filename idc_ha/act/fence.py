@@ -37,14 +37,16 @@ BLOCKED_AFTER_S = 1.0  # a fence still pending after this long is reported as bl
 
 
 def pending(book: RecordBook) -> dict[NodeName, ShardName]:
-    """Node -> shard for every node to fence: recorded as pending, or the old primary of an
-    operation in flight."""
+    """Node -> shard for every node to fence: recorded as pending, or one an operation in flight
+    fences (its old primary and any stray writable node)."""
     out: dict[NodeName, ShardName] = {}
     for rec in book.all().values():
         for n in rec.fence_pending:
             out[n] = rec.shard
         if rec.op is not None:
-            out[rec.op.old_primary] = rec.shard
+            for n in (rec.op.old_primary, *rec.op.fence):
+                if n != rec.op.target:
+                    out[n] = rec.shard
     return out
 
 

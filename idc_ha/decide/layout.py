@@ -33,7 +33,8 @@ def layout_after(
         gone |= more
         grew = bool(more)
     ups = {r: up for r, up in rec.upstreams.items() if r not in gone and r != op.target}
-    out = tuple(sorted(set(rec.out) | gone))
+    out = tuple(sorted((set(rec.out) | gone) - {op.target}))
+    fence = (set(rec.fence_pending) | gone | set(op.fence)) - {op.target}
     idc_same = all(t.idc_of(a) == t.idc_of(op.target) for a in op.new_ackers)
     return rec.model_copy(
         update={
@@ -43,7 +44,7 @@ def layout_after(
             "ackers": op.new_ackers,
             "upstreams": ups,
             "out": out,
-            "fence_pending": tuple(sorted(set(rec.fence_pending) | gone)),
+            "fence_pending": tuple(sorted(fence)),
             "promotion_point": point,
             "baseline": baseline,
             "recovery": None,

@@ -34,15 +34,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from idc_ha.act.fence import Fencer
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.gtid import Gtid, GtidPos
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, NodeRole
 from idc_ha.model.observation import NodeObservation, ReplicaStatus, SemiSyncMaster, SemiSyncSlave
 from idc_ha.model.topology import Topology
 
-UPTIME = 86_400
+from .builders import UPTIME
+
 EVENT_BYTES = 100  # how far Relay_Log_Pos moves per applied transaction
-FORBIDDEN = re.compile(r"^\s*KILL\b|rpl_semi_sync_master_enabled\s*=\s*(OFF|0)\b", re.IGNORECASE)
+FORBIDDEN = re.compile(r"^\s*KILL\b|rpl_semi_sync_master_enabled\s*=\s*'?(OFF|0|FALSE)\b", re.IGNORECASE)
 
 
 class UnknownStatement(AssertionError):
@@ -51,7 +53,8 @@ class UnknownStatement(AssertionError):
 
 @dataclass(frozen=True)
 class Sent:
-    """One statement that reached a live server; ``conn`` numbers the connection it came on."""
+    """One statement that reached a live server; ``conn`` numbers the fresh connection it came on
+    (0: the admin connection kept per node)."""
 
     node: NodeName
     sql: str
@@ -67,7 +70,7 @@ class Replica:
     sql: str = "Yes"  # Yes, No
     use_gtid: str = "slave_pos"  # slave_pos, current_pos, no
     relay: list[Gtid] = field(default_factory=list)  # received, not yet applied
-    io_pos: GtidPos = GtidPos()
+    io_pos: GtidPos = field(default_factory=GtidPos)
     semi: bool = False  # the semi-sync role negotiated when the IO thread last connected
     relay_file: int = 1
     relay_pos: int = 4
@@ -83,7 +86,7 @@ class FakeNode:
     dead: bool = False
     read_only: bool = True
     binlog: list[Gtid] = field(default_factory=list)
-    slave_pos: GtidPos = GtidPos()
+    slave_pos: GtidPos = field(default_factory=GtidPos)
     replica: Replica | None = None
     master_enabled: bool = False
     wait_point: str = "AFTER_COMMIT"
@@ -174,7 +177,8 @@ class FakeCluster:
             if r.io != "Yes":
                 r.io, r.semi, r.last_io_errno = "Yes", n.slave_enabled, 0
             if not n.stalled:
-                new = [g for g in src.binlog if (h := r.io_pos.domain(g.domain)) is None or g.seq > h.seq]
+                have = {g.domain: g.seq for g in r.io_pos.by_domain}
+                new = [g for g in src.binlog if g.seq > have.get(g.domain, 0)]
                 r.relay += new
                 r.io_pos = r.io_pos.merge(_pos(new))
         for n in self.nodes.values():
@@ -208,8 +212,8 @@ class FakeCluster:
         connect_timeout: float | None = None,
     ) -> list[list[dict[str, Any]]]:
         n = self._dial(node)
-        self._conns += 1
-        conn, out, sql = self._conns, [], ""
+        self._conns += fresh
+        conn, out, sql = self._conns if fresh else 0, [], ""
         try:
             async with asyncio.timeout(timeout or self.timeout):
                 for sql in statements:
@@ -226,7 +230,7 @@ class FakeCluster:
         self._dial(node)
         self.tick()
         await asyncio.sleep(0)
-        return self._observation(self.nodes[node])
+        return self.observation(node)
 
     async def close(self) -> None:
         pass
@@ -266,7 +270,9 @@ class FakeCluster:
         on = value.upper() in ("ON", "1")
         if name == "read_only":
             if on and not n.read_only:
-                while n.wait_sessions:  # queued behind a commit waiting for its ack
+                # Queued behind a commit waiting for its ack. Polling (not an Event) lets a test
+                # end the wait by setting a plain attribute.
+                while n.wait_sessions:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
             n.read_only = on
         elif name == "rpl_semi_sync_master_enabled":
@@ -345,7 +351,9 @@ class FakeCluster:
 
     # -- observations -------------------------------------------------------------------------------
 
-    def _observation(self, n: FakeNode) -> NodeObservation:
+    def observation(self, node: NodeName) -> NodeObservation:
+        """What ``observe`` returns for a live node, without letting replication run first."""
+        n = self.nodes[node]
         r = n.replica
         clients = sum(
             1
@@ -393,8 +401,12 @@ class FakeCluster:
                 no_tx=0,
                 wait_sessions=n.wait_sessions,
             ),
-            semisync_slave=SemiSyncSlave(
-                enabled=n.slave_enabled, status=r is not None and r.io == "Yes" and r.semi
-            ),
+            semisync_slave=SemiSyncSlave(enabled=n.slave_enabled, status=r is not None and r.io == "Yes" and r.semi),
             uptime_s=n.uptime,
         )
+
+
+async def settle(fencer: Fencer) -> None:
+    """Wait for every fence attempt the last sweep started (the Fencer keeps them in ``_inflight``;
+    it has no public way to await them)."""
+    await asyncio.gather(*fencer._inflight.values(), return_exceptions=True)
