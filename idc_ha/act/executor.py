@@ -24,6 +24,7 @@ from typing import NoReturn
 
 import structlog
 
+from idc_ha.act import relaylog
 from idc_ha.act.admin import Admin
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
@@ -48,7 +49,6 @@ from idc_ha.decide.syncstate import baseline_of
 from idc_ha.errors import NodeError, NodeUnreachable, StepFailed
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, ShardName
-from idc_ha.model.observation import NodeObservation
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Operation, ShardRecord
 from idc_ha.model.topology import Topology
@@ -152,13 +152,15 @@ class Executor:
             case Fence():
                 return await self._fence(shard, op_id, step.node)
             case StopReceiving():
-                return await self._stop_receiving(step.node)
+                return await relaylog.stop_receiving(self.admin, step.node, self._stuck)
             case WaitRelayApplied():
-                return await self._wait_applied(step.node)
+                return await relaylog.wait_applied(
+                    self.admin, step.node, self._stuck, timeout_s=self.x.relay_apply_timeout_s
+                )
             case RecordPromotionPoint():
                 return await self._record_point(shard, op_id, step.node)
             case Detach():
-                return await self._detach(step.node)
+                return await relaylog.detach(self.admin, step.node)
             case EnableMasterSemisync():
                 await self.admin.run(step.node, *MASTER_ON)
                 return "semi-sync master on, AFTER_SYNC, timeout never"
@@ -198,68 +200,6 @@ class Executor:
                 )
             return f"not fenced now, fenced on return ({e.message[:80]})"
 
-    async def _ensure_sql_running(self, node: NodeName, o: NodeObservation) -> bool:
-        """Start the candidate's SQL thread without ever losing its relay log. True if started.
-
-        In GTID mode any START SLAVE issued while *both* threads are stopped first deletes every
-        relay log (measured on 10.11: 0 of 100 received transactions applied). So: with the IO
-        thread still running (or reconnecting), START SLAVE SQL_THREAD is safe; with both stopped,
-        point the SQL thread at its own relay-log position with MASTER_USE_GTID=no first, which
-        keeps the relay logs (measured: 100 of 100 applied)."""
-        r = o.replica
-        assert r is not None
-        if r.sql_ok:
-            return False
-        if r.last_sql_errno:
-            self._stuck(
-                node,
-                f"{node}: SQL thread error {r.last_sql_errno}: {r.last_sql_error[:200]}",
-                "fix the replication error by hand; the relay log is kept and the failover resumes",
-            )
-        if r.io_stopped:
-            if not r.relay_log_file:
-                raise StepFailed(f"{node}: both replication threads stopped and no relay-log position known", node=node)
-            await self.admin.run(
-                node,
-                "CHANGE MASTER TO MASTER_USE_GTID=no, "
-                f"RELAY_LOG_FILE='{r.relay_log_file}', RELAY_LOG_POS={r.relay_log_pos}",
-                "START SLAVE SQL_THREAD",
-            )
-        else:
-            await self.admin.run(node, "START SLAVE SQL_THREAD")
-        return True
-
-    async def _stop_receiving(self, node: NodeName) -> str:
-        o = await self.admin.observe(node)
-        if o.replica is None:
-            return "not a replica (already detached)"
-        started = await self._ensure_sql_running(node, o)
-        if o.replica.io_stopped:
-            return "IO thread already stopped" + ("; SQL thread resumed from its relay-log position" if started else "")
-        # Stopping (never restarting) the IO thread keeps the relay log and fixes what was received.
-        await self.admin.run(node, "STOP SLAVE IO_THREAD")
-        return f"IO thread stopped at {o.replica.gtid_io_pos}" + ("; SQL thread started" if started else "")
-
-    async def _wait_applied(self, node: NodeName) -> str:
-        deadline = time.monotonic() + self.x.relay_apply_timeout_s
-        while True:
-            o = await self.admin.observe(node)
-            r = o.replica
-            if r is None:
-                return "not a replica (already detached)"
-            if not r.sql_ok:
-                await self._ensure_sql_running(node, o)
-            elif o.gtid_slave_pos.contains(r.gtid_io_pos):
-                return f"applied up to {o.gtid_slave_pos}"
-            if time.monotonic() > deadline:
-                self._stuck(
-                    node,
-                    f"{node}: relay log not applied after {self.x.relay_apply_timeout_s:.0f} s "
-                    f"(received {r.gtid_io_pos}, applied {o.gtid_slave_pos})",
-                    "the failover keeps waiting; check the candidate's load and SQL thread",
-                )
-            await asyncio.sleep(0.02)
-
     def _stuck(self, node: NodeName, why: str, hint: str) -> NoReturn:
         self.alerts.emit(
             Alert(
@@ -295,15 +235,6 @@ class Executor:
             rec.model_copy(update={"op": op.model_copy(update={"promotion_point": point}), "updated_wall": self.wall()})
         )
         return f"promotion point {point}"
-
-    async def _detach(self, node: NodeName) -> str:
-        o = await self.admin.observe(node)
-        if o.replica is None:
-            return "already detached"
-        if not o.gtid_slave_pos.contains(o.replica.gtid_io_pos):
-            raise StepFailed(f"{node}: received {o.replica.gtid_io_pos} but applied only {o.gtid_slave_pos}", node=node)
-        await self.admin.run(node, "STOP SLAVE", "RESET SLAVE ALL")
-        return f"replication reset; holds {o.gtid_current_pos}"
 
     async def _arm_acker(self, node: NodeName, source: NodeName) -> str:
         o = await self.admin.observe(node)
