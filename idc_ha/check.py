@@ -65,7 +65,7 @@ def live_problems(
                                 fix="SET GLOBAL rpl_semi_sync_master_wait_point=AFTER_SYNC, and in its config file",
                             )
                         )
-                    if m.timeout_ms < SEMISYNC_TIMEOUT_NEVER // 2:
+                    if not m.never_times_out:
                         out.append(
                             Problem(
                                 field=field,

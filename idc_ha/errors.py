@@ -8,7 +8,7 @@
     │   ├── StoreLocked           another daemon holds the store's lock
     │   ├── StoreCorrupt          a store file cannot be read back
     │   └── InvariantViolation    a plan broke a safety invariant (a bug: nothing was executed)
-    └── TemporaryError            .delay: retry after this many seconds
+    └── TemporaryError            retrying later may help
         ├── NodeError             a database call failed; driver errors are translated here
         │   └── NodeUnreachable   .cause is "refused", "timeout" or "other"
         └── StepFailed            an executor step could not finish yet (journaled, resumable)
@@ -51,9 +51,7 @@ class PermanentError(IdcHaError):
 
 
 class TemporaryError(IdcHaError):
-    """Retrying later may help; ``delay`` is a sensible wait in seconds."""
-
-    delay: float = 0.5
+    """Retrying later may help (the daemon retries a paused operation with backoff)."""
 
 
 class ConfigError(PermanentError):

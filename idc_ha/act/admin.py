@@ -25,6 +25,16 @@ from idc_ha.model.observation import NodeObservation, ProbeFailure
 from idc_ha.observe.probe import classify, read_observation
 
 
+def change_master_sql(host: str, port: int, *, user: str, password: str) -> str:
+    """CHANGE MASTER for a GTID replica as idc-ha wires them (heartbeat 0.5 s, retry every 1 s)."""
+    q = pymysql.converters.escape_string
+    return (
+        f"CHANGE MASTER TO MASTER_HOST='{q(host)}', MASTER_PORT={int(port)}, MASTER_USER='{q(user)}', "
+        f"MASTER_PASSWORD='{q(password)}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, "
+        "MASTER_HEARTBEAT_PERIOD=0.5"
+    )
+
+
 class Admin:
     def __init__(self, config: Config, *, timeout: float, connect_timeout: float) -> None:
         self._t = config.topology

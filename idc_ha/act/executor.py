@@ -25,7 +25,7 @@ from typing import NoReturn
 import structlog
 
 from idc_ha.act import relaylog
-from idc_ha.act.admin import Admin
+from idc_ha.act.admin import Admin, change_master_sql
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
@@ -241,7 +241,8 @@ class Executor:
         host, port = self.admin.address(source)
         stmts = ["SET GLOBAL rpl_semi_sync_slave_enabled=ON"]
         if o.replica is None or (o.replica.source_host, o.replica.source_port) != (host, port):
-            stmts += ["STOP SLAVE", self._change_master(source), "START SLAVE"]
+            sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
+            stmts += ["STOP SLAVE", sql, "START SLAVE"]
         elif o.semisync_slave is not None and o.semisync_slave.status and o.replica.io_connected:
             return "already acking"
         else:
@@ -251,27 +252,13 @@ class Executor:
         await self.admin.run(node, *stmts)
         return f"semi-sync slave on, IO reconnected to {source}"
 
-    def _change_master(self, source: NodeName) -> str:
-        host, port = self.admin.address(source)
-        pw = self.admin.repl_password.replace("\\", "\\\\").replace("'", "\\'")
-        return (
-            f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER='{self.admin.repl_user}', "
-            f"MASTER_PASSWORD='{pw}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.5"
-        )
-
     async def _verify(self, primary: NodeName, ackers: tuple[NodeName, ...]) -> str:
         deadline = time.monotonic() + self.x.semisync_verify_timeout_s
         while True:
             p = await self.admin.observe(primary)
             m = p.semisync_master
             problems = []
-            if m is None or not (
-                m.enabled
-                and m.status
-                and m.wait_no_slave
-                and m.wait_point.upper() == "AFTER_SYNC"
-                and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
-            ):
+            if m is None or not (m.settings_hold and m.status):
                 problems.append(f"semi-sync master not in force on {primary}")
             elif m.clients < 1:
                 problems.append(f"no semi-sync replica connected to {primary}")
@@ -323,12 +310,7 @@ class Executor:
     async def _open(self, node: NodeName) -> str:
         o = await self.admin.observe(node)
         m = o.semisync_master
-        if m is None or not (
-            m.enabled
-            and m.wait_no_slave
-            and m.wait_point.upper() == "AFTER_SYNC"
-            and m.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
-        ):
+        if m is None or not m.settings_hold:
             raise StepFailed(f"{node}: master semi-sync settings unverified; not opening writes", node=node)
         if not o.read_only:
             return "already writable"

@@ -24,7 +24,7 @@ A restart of the primary resets its counters; the baseline records the boot time
 
 from __future__ import annotations
 
-from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, SyncState
+from idc_ha.model.ids import NodeName, SyncState
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import Baseline, Recovery, ShardRecord
 from idc_ha.model.topology import Topology
@@ -65,7 +65,7 @@ def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float)
             SyncState.ASYNC,
             f"{n} commit(s) on {rec.primary} went through without an ack (Rpl_semi_sync_master_no_tx rose)",
         )
-    if m.timeout_ms < SEMISYNC_TIMEOUT_NEVER // 2:
+    if not m.never_times_out:
         return (
             SyncState.UNKNOWN,
             f"rpl_semi_sync_master_timeout on {rec.primary} is {m.timeout_ms} ms: "

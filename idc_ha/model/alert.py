@@ -30,7 +30,6 @@ class AlertKind(StrEnum):
     FENCED = "fenced"
     FENCE_BLOCKED = "fence_blocked"
     NEEDS_REBUILD = "needs_rebuild"
-    WAITING_COMMITS = "waiting_commits"
     UNADOPTED = "unadopted"
 
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from idc_ha.model.gtid import GtidPos
-from idc_ha.model.ids import NodeName
+from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName
 
 
 class FrozenValue(BaseModel):
@@ -73,6 +73,17 @@ class SemiSyncMaster(FrozenValue):
     no_tx: int
     wait_sessions: int
 
+    @property
+    def never_times_out(self) -> bool:
+        """The timeout is at (or near) its maximum: semi-sync cannot fall back to async by itself."""
+        return self.timeout_ms >= SEMISYNC_TIMEOUT_NEVER // 2
+
+    @property
+    def settings_hold(self) -> bool:
+        """Every setting RPO=0 needs is as idc-ha sets it: enabled, AFTER_SYNC, a timeout that never
+        expires, and waiting even with no replica connected."""
+        return self.enabled and self.wait_point.upper() == "AFTER_SYNC" and self.never_times_out and self.wait_no_slave
+
 
 class SemiSyncSlave(FrozenValue):
     enabled: bool
@@ -121,6 +132,3 @@ class Snapshot(FrozenValue):
     wall: float
     duration_ms: float
     nodes: dict[NodeName, NodeObservation]
-
-    def get(self, node: NodeName) -> NodeObservation | None:
-        return self.nodes.get(node)

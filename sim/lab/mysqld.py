@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pymysql
 
+from idc_ha.act.admin import change_master_sql
 from sim.lab.shape import LabShape, NodeSpec
 
 SEMISYNC_NEVER = 18446744073709551615
@@ -182,15 +183,6 @@ def wait_ready(shape: LabShape, nodes: list[NodeSpec], *, timeout: float = 60.0)
             time.sleep(0.05)
 
 
-def change_master_sql(shape: LabShape, source: NodeSpec) -> str:
-    q = pymysql.converters.escape_string
-    return (
-        f"CHANGE MASTER TO MASTER_HOST='{source.host}', MASTER_PORT={source.port}, "
-        f"MASTER_USER='{shape.repl_user}', MASTER_PASSWORD='{q(shape.repl_password)}', "
-        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=0.5"
-    )
-
-
 def wire_replication(shape: LabShape) -> None:
     """Point every replica at its home upstream and start it; primaries stay read-only."""
     for n in shape.nodes:
@@ -199,7 +191,8 @@ def wire_replication(shape: LabShape) -> None:
         c = root_conn(shape, n)
         try:
             with c.cursor() as cur:
-                cur.execute(change_master_sql(shape, shape.node(n.upstream)))
+                src = shape.node(n.upstream)
+                cur.execute(change_master_sql(src.host, src.port, user=shape.repl_user, password=shape.repl_password))
                 cur.execute("START SLAVE")
         finally:
             c.close()
