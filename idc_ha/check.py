@@ -40,9 +40,9 @@ def live_problems(
                 out.append(
                     Problem(
                         field=field,
-                        message="gtid_strict_mode is OFF",
-                        fix="set gtid_strict_mode=ON in its config file",
-                        severity="warning",
+                        message="gtid_strict_mode is OFF: GTID positions cannot be compared safely, so the "
+                        "shard is UNKNOWN and never promoted automatically",
+                        fix="SET GLOBAL gtid_strict_mode=ON, and gtid_strict_mode=ON in its config file",
                     )
                 )
             ss = o.semisync_slave
@@ -123,7 +123,7 @@ def live_problems(
                             "MASTER_USE_GTID=slave_pos; START SLAVE",
                         )
                     )
-                elif (r.source_host, r.source_port) != (host, port):
+                elif r.source != up:
                     out.append(
                         Problem(
                             field=field,

@@ -30,8 +30,7 @@ from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
-from idc_ha.decide.contact import Contact
-from idc_ha.decide.drift import drift
+from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, Fence, ShardPlan
 from idc_ha.decide.rules import decide
 from idc_ha.errors import IdcHaError
@@ -39,15 +38,15 @@ from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
-from idc_ha.model.state import Control, ShardRecord
+from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import AlertSink, Deduplicating, LogAlertSink, MqttAlertSink
 from idc_ha.notify.mqtt import MqttPublisher
+from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.snapshot import Observer
 from idc_ha.status import tick_view
 
 log = structlog.get_logger("idc_ha.daemon")
 
-HISTORY_S = 30.0
 OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
 OP_RETRY_MAX_S = 30.0
 
@@ -74,9 +73,10 @@ class Daemon:
         self.store = FileStore(config.state_dir)
         self.store.acquire()
         self.book = RecordBook(self.store)
-        self.observer = Observer(config)
+        book = AddressBook(self.t)
+        self.observer = Observer(config, book=book)
         x = policy.execution
-        self.admin = Admin(config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s)
+        self.admin = Admin(config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s, book=book)
         self.mqtt = (
             MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}")
             if config.mqtt.enabled
@@ -97,9 +97,9 @@ class Daemon:
             alerts=self.alerts,
             crash_after=crash_after,
         )
-        self.fencer = Fencer(self.admin, self.book, self.store, self.alerts)
+        self.memory = Memory()
+        self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)
         self.history: deque[Snapshot] = deque()
-        self.contacts: dict[ShardName, Contact] = {}
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
         self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
@@ -149,14 +149,14 @@ class Daemon:
     async def tick(self) -> Decision:
         snap = await self.observer.round()
         self.history.append(snap)
-        while self.history and snap.taken_at - self.history[0].taken_at > HISTORY_S:
+        while self.history and snap.taken_at - self.history[0].taken_at > self.policy.history_s:
             self.history.popleft()
         control = self.store.load_control()
         wall = time.time()
         decision = decide(
-            tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall, contacts=self.contacts
+            tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory
         )
-        self.contacts = decision.contacts
+        self.memory = decision.memory
         self.ticks += 1
         # Durable first: nothing below may act on a record the store does not hold.
         if decision.records:
@@ -182,7 +182,7 @@ class Daemon:
             self.alerts.emit(alert)
         for plan in decision.plans:
             self._start_op(plan)
-        self._reconcile(snap, control)
+        self._reconcile(decision)
         self.last_decision = decision
         self.store.write_tick(tick_view(self, snap, decision, control, wall=wall))
         return decision
@@ -221,16 +221,14 @@ class Daemon:
 
         self.ops[plan.shard] = asyncio.create_task(run(), name=f"op:{plan.shard}")
 
-    def _reconcile(self, snap: Snapshot, control: Control) -> None:
-        """Alert on drift; hand fences to the Fencer; run other corrective steps in a task per
-        shard so a slow node never holds up probing."""
-        for shard, rec in self.book.all().items():
+    def _reconcile(self, decision: Decision) -> None:
+        """Hand the decision's drift fences to the Fencer (durably, through the record) and run
+        the other corrective steps in a task per shard, so a slow node never holds up probing."""
+        for shard, steps in decision.reconcile.items():
             if self._busy(self.ops, shard) or self._busy(self.reconciling, shard):
                 continue
-            alerts, steps = drift(rec, snap, self.t)
-            for a in alerts:
-                self.alerts.emit(a)
-            if not steps or control.is_paused(shard):
+            rec = self.book.get(shard)
+            if rec is None or rec.op is not None:
                 continue
             fences = [s.node for s in steps if isinstance(s, Fence)]
             if fences:

@@ -42,7 +42,7 @@ def _node_brief(o: NodeObservation | None) -> dict[str, Any]:
         "read_only": o.read_only,
         "latency_ms": round(o.latency_ms, 1),
         "gtid_current_pos": str(o.gtid_current_pos),
-        "source": f"{r.source_host}:{r.source_port}" if r else None,
+        "source": (r.source or f"{r.source_host}:{r.source_port}") if r else None,
         "io_running": r.io_running if r else None,
         "sql_running": r.sql_running if r else None,
         "lag_s": r.seconds_behind if r else None,
@@ -183,6 +183,7 @@ def tick_view(d: Daemon, snap: Snapshot, decision: Decision, control: Control, *
             "nodes": {k: str(n.health) for k, n in v.nodes.items() if n.health != "alive"},
         },
         "ops": sorted(s for s, task in d.ops.items() if not task.done()),
+        "unadopted": sorted(s.name for s in d.t.shards if s.name not in decision.memory.adopted),
     }
 
 

@@ -22,6 +22,7 @@ from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.config import Config
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, ProbeFailure
+from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.probe import classify, read_observation
 
 
@@ -36,8 +37,11 @@ def change_master_sql(host: str, port: int, *, user: str, password: str) -> str:
 
 
 class Admin:
-    def __init__(self, config: Config, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self, config: Config, *, timeout: float, connect_timeout: float, book: AddressBook | None = None
+    ) -> None:
         self._t = config.topology
+        self.book = book or AddressBook(config.topology)
         c = config.credentials
         self._user = c.user
         self._password = c.password.get_secret_value() if c.password else ""
@@ -139,7 +143,7 @@ class Admin:
                 conn = self._conns[node] = await self._dial(node, self.connect_timeout)
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await read_observation(conn, node)
+                    return await read_observation(conn, node, self.book)
             except (Exception, TimeoutError) as e:
                 self._drop(node)
                 _, msg = classify(e)

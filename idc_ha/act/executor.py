@@ -41,6 +41,7 @@ from idc_ha.decide.plan import (
     PublishRouting,
     RecordPromotionPoint,
     ShardPlan,
+    StartReplica,
     StopReceiving,
     VerifySemisync,
     WaitRelayApplied,
@@ -137,7 +138,14 @@ class Executor:
         self.book.put(done)
 
     async def reconcile_step(self, step: AnyStep) -> str:
-        """Run one corrective step from the drift check (ArmAcker; fences go to the Fencer)."""
+        """Run one corrective step from the drift check (ArmAcker, StartReplica; fences go to the
+        Fencer)."""
+        if isinstance(step, StartReplica):
+            host, port = self.admin.address(step.source)
+            sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
+            return await relaylog.start_replica(
+                self.admin, step.node, sql, self._stuck, timeout_s=self.x.relay_apply_timeout_s
+            )
         if isinstance(step, ArmAcker):
             o = await self.admin.observe(step.node)
             if o.replica is not None and not o.replica.sql_ok:
@@ -176,6 +184,8 @@ class Executor:
                 rec, _ = self._op(shard, op_id)
                 self.routing.publish(rec, reason=f"{op_id}")
                 return f"routing epoch {rec.epoch} -> {rec.primary}"
+            case StartReplica():
+                raise StepFailed(f"{step.kind} is a reconcile step, not part of a plan")
         raise AssertionError(f"unknown step {step!r}")
 
     async def _fence(self, shard: ShardName, op_id: str, node: NodeName) -> str:
@@ -240,7 +250,7 @@ class Executor:
         o = await self.admin.observe(node)
         host, port = self.admin.address(source)
         stmts = ["SET GLOBAL rpl_semi_sync_slave_enabled=ON"]
-        if o.replica is None or (o.replica.source_host, o.replica.source_port) != (host, port):
+        if o.replica is None or o.source != source:
             sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
             stmts += ["STOP SLAVE", sql, "START SLAVE"]
         elif o.semisync_slave is not None and o.semisync_slave.status and o.replica.io_connected:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Collection
 
 import structlog
 
@@ -36,11 +37,15 @@ PENDING_FENCE_TIMEOUT_S = 120.0  # how long one fence statement may stay queued 
 BLOCKED_AFTER_S = 1.0  # a fence still pending after this long is reported as blocked
 
 
-def pending(book: RecordBook) -> dict[NodeName, ShardName]:
+def pending(book: RecordBook, adopted: Collection[ShardName] | None = None) -> dict[NodeName, ShardName]:
     """Node -> shard for every node to fence: recorded as pending, or one an operation in flight
-    fences (its old primary and any stray writable node)."""
+    fences (its old primary and any stray writable node). With ``adopted``, only shards in it: a
+    record reality has not been seen to match may be stale, and fencing from it could fence the
+    real primary."""
     out: dict[NodeName, ShardName] = {}
     for rec in book.all().values():
+        if adopted is not None and rec.shard not in adopted and rec.op is None:
+            continue
         for n in rec.fence_pending:
             out[n] = rec.shard
         if rec.op is not None:
@@ -51,13 +56,22 @@ def pending(book: RecordBook) -> dict[NodeName, ShardName]:
 
 
 class Fencer:
-    def __init__(self, admin: Admin, book: RecordBook, store: Store, alerts: AlertSink) -> None:
+    def __init__(
+        self,
+        admin: Admin,
+        book: RecordBook,
+        store: Store,
+        alerts: AlertSink,
+        *,
+        adopted: Callable[[], Collection[ShardName]] | None = None,
+    ) -> None:
         self.admin, self.book, self.store, self.alerts = admin, book, store, alerts
+        self._adopted = adopted
         self._inflight: dict[NodeName, asyncio.Task[None]] = {}
 
     async def sweep(self) -> None:
-        """Start a fence attempt for every pending node that has none in flight."""
-        for node, shard in pending(self.book).items():
+        """Start a fence attempt for every pending node (of an adopted shard) that has none in flight."""
+        for node, shard in pending(self.book, self._adopted() if self._adopted else None).items():
             t = self._inflight.get(node)
             if t is None or t.done():
                 self._inflight[node] = asyncio.create_task(self._fence(node, shard), name=f"fence:{node}")

@@ -1,13 +1,27 @@
-"""What the controller last saw of each shard's primary and acker while the primary answered.
+"""What this controller itself watched of each shard's primary and acker, up to the primary's loss.
 
-The RPO=0 proof must rest on evidence this controller saw itself, recently, not only on a record
-that may be old: ``Contact`` keeps, per shard, the primary's binlog positions over the last few
-seconds before it was last seen, and the acker's received position and boot time at that moment.
+The RPO=0 proof must rest on evidence this controller saw, recently and without a break, not only
+on a durable record that may be old. ``Contact`` keeps, per shard:
+
+* ``watched_since`` .. ``seen_at``: the run of answers from the primary with no two further apart
+  than ``max_blind_s``; every answer was checked by the sync-state machine (semi-sync settings,
+  ``no_tx`` and ``no_times`` against the durable baseline), so the shard's record is what that
+  watch proved;
+* ``lost_at``: the first round after ``seen_at`` in which the primary did not answer;
+* ``acker_cut_since``: when the acker's current run of lost links to the primary began. An
+  unreachable acker neither starts nor ends the run (no evidence either way); seeing it connected,
+  replicating from elsewhere, or holding more than before (it was connected in between) ends it;
+* the acker's received position and boot time at ``seen_at``.
+
+The proof's blind spell is ``max(lost_at, acker_cut_since) - seen_at``: how long the primary may
+have run, unseen by anyone, before its loss was corroborated. In that spell semi-sync could have
+been weakened unseen (a timeout set, switched off, a restart with another config).
+
 It lives in memory only: a controller that (re)starts has no contact until it has watched the
 primary answer, so it never auto-promotes on the strength of what happened while it was away.
-
-``decide`` folds every snapshot newer than the contact into it and returns the new contacts in
-the Decision; the daemon hands them back on the next tick. Pure: no clock, no I/O.
+``decide`` folds every snapshot newer than ``at`` into it and returns the new contacts in the
+Decision; the daemon hands them back on the next tick. Pure: no clock, no I/O. The cost is linear
+in shards x new snapshots.
 """
 
 from __future__ import annotations
@@ -21,51 +35,77 @@ from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.state import ShardRecord
 
-KEEP_S = 5.0  # binlog positions kept before the last contact; longer than any lookback we use
-
 
 class Contact(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     primary: NodeName
+    at: float  # taken_at of the newest snapshot folded in
+    watched_since: float  # the first answer of the current unbroken watch
     seen_at: float  # monotonic time of the newest snapshot in which the primary answered
-    recent: tuple[tuple[float, GtidPos], ...]  # (taken_at, primary's gtid_binlog_pos), oldest first
-    acker: NodeName | None
-    acker_received: GtidPos = GtidPos()
-    acker_boot_wall: float | None = None
+    lost_at: float | None = None  # the first snapshot after seen_at: the primary did not answer
+    acker: NodeName | None = None
+    acker_received: GtidPos = GtidPos()  # at seen_at
+    acker_boot_wall: float | None = None  # at seen_at
+    acker_cut_since: float | None = None
+    acker_cut_received: GtidPos = GtidPos()
 
-    def settled(self, lookback_s: float) -> GtidPos | None:
-        """The primary's binlog position at least ``lookback_s`` before it was last seen: anything
-        written by then had time to reach a connected acker. None when not watched that long."""
-        best = None
-        for t, pos in self.recent:
-            if t <= self.seen_at - lookback_s:
-                best = pos
-        return best
+    def blind_s(self) -> float | None:
+        """Seconds from the last answer to the loss being corroborated by the acker's lost link;
+        None while the primary answers or the acker has not lost its link."""
+        if self.lost_at is None or self.acker_cut_since is None:
+            return None
+        return max(self.lost_at, self.acker_cut_since) - self.seen_at
 
 
-def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot) -> Contact | None:
-    p = snap.nodes.get(rec.primary)
-    if p is None or not p.reachable:
-        return c
-    if c is not None and c.primary == rec.primary and snap.taken_at <= c.seen_at:
-        return c
-    keep = () if c is None or c.primary != rec.primary else c.recent
-    recent = (*(x for x in keep if x[0] >= snap.taken_at - KEEP_S), (snap.taken_at, p.gtid_binlog_pos))
+def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: float) -> Contact | None:
+    mine = c if c is not None and c.primary == rec.primary else None
     acker = rec.ackers[0] if len(rec.ackers) == 1 else None
     a = snap.nodes.get(acker) if acker else None
-    return Contact(
-        primary=rec.primary,
-        seen_at=snap.taken_at,
-        recent=recent,
-        acker=acker,
-        acker_received=a.received() if a is not None and a.reachable else GtidPos(),
-        acker_boot_wall=(snap.wall - a.uptime_s) if a is not None and a.reachable else None,
+    cut_since = mine.acker_cut_since if mine is not None and mine.acker == acker else None
+    cut_got = mine.acker_cut_received if mine is not None and mine.acker == acker else GtidPos()
+    if a is not None and a.reachable:
+        if a.source == rec.primary and a.replica is not None and a.replica.link_lost:
+            got = a.received()
+            if cut_since is None or got != cut_got:
+                cut_since = snap.taken_at
+            cut_got = got
+        else:
+            cut_since, cut_got = None, GtidPos()
+    p = snap.nodes.get(rec.primary)
+    if p is not None and p.reachable:
+        unbroken = mine is not None and snap.taken_at - mine.seen_at <= max_blind_s
+        up = a is not None and a.reachable
+        return Contact(
+            primary=rec.primary,
+            at=snap.taken_at,
+            watched_since=mine.watched_since if unbroken and mine is not None else snap.taken_at,
+            seen_at=snap.taken_at,
+            acker=acker,
+            acker_received=a.received() if up and a is not None else GtidPos(),
+            acker_boot_wall=(snap.wall - a.uptime_s) if up and a is not None else None,
+            acker_cut_since=cut_since,
+            acker_cut_received=cut_got,
+        )
+    if mine is None:
+        return None  # never seen answering: nothing to remember
+    return mine.model_copy(
+        update={
+            "at": snap.taken_at,
+            "lost_at": mine.lost_at if mine.lost_at is not None else snap.taken_at,
+            "acker": acker,
+            "acker_cut_since": cut_since,
+            "acker_cut_received": cut_got,
+        }
     )
 
 
 def update_contacts(
-    prior: Mapping[ShardName, Contact], history: tuple[Snapshot, ...], records: Mapping[ShardName, ShardRecord]
+    prior: Mapping[ShardName, Contact],
+    history: tuple[Snapshot, ...],
+    records: Mapping[ShardName, ShardRecord],
+    *,
+    max_blind_s: float,
 ) -> dict[ShardName, Contact]:
     """Fold every snapshot newer than each shard's contact into it."""
     out: dict[ShardName, Contact] = {}
@@ -74,8 +114,8 @@ def update_contacts(
         if c is not None and c.primary != rec.primary:
             c = None  # a new primary: start watching it afresh
         for snap in history:
-            if c is None or snap.taken_at > c.seen_at:
-                c = _fold(c, rec, snap)
+            if c is None or snap.taken_at > c.at:
+                c = _fold(c, rec, snap, max_blind_s)
         if c is not None:
             out[shard] = c
     return out

@@ -1,22 +1,31 @@
 """Reconcile: compare what nodes are with what the current layout says they must be.
 
-Pure. Returns alerts for every drift and the few corrective steps that are always safe: fencing a
-node that must not take writes (the daemon hands it to the Fencer, which owns every fence),
-and re-arming the recorded acker's semi-sync while its
-primary is up (its relay log can be fetched again). Everything else is only alerted: opening a
-node, or changing who acks, is never done on the strength of a drift check.
+Pure. Called by ``decide`` for adopted shards with no operation in flight. Returns alerts for every
+drift and the few corrective steps that are always safe:
+
+* fencing a writable node that is not the primary, while the recorded primary answers and is
+  writable (two writers; the recorded one has the acker). With the primary unreachable or
+  read-only, a writable node may be a promotion made by hand: it is alerted, never fenced;
+* re-arming the recorded acker's semi-sync while its primary is up (its relay log can be fetched
+  again);
+* starting a replica of the layout that a restart left stopped (``skip-slave-start``): relay log
+  first, then both threads on its recorded source.
+
+Pause stops the last two (they change replication) but never fencing: a writable stray keeps
+taking writes that no acker sees, paused or not. Opening a node, or changing who acks, is never
+done on the strength of a drift check.
 """
 
 from __future__ import annotations
 
-from idc_ha.decide.plan import AnyStep, ArmAcker, Fence
+from idc_ha.decide.plan import AnyStep, ArmAcker, Fence, StartReplica
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
 
 
-def drift(rec: ShardRecord, snap: Snapshot, t: Topology) -> tuple[list[Alert], list[AnyStep]]:
+def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False) -> tuple[list[Alert], list[AnyStep]]:
     alerts: list[Alert] = []
     steps: list[AnyStep] = []
     if rec.op is not None:
@@ -37,6 +46,7 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology) -> tuple[list[Alert], l
 
     p = snap.nodes.get(rec.primary)
     primary_up = p is not None and p.reachable
+    primary_writes = p is not None and p.writable
     for n in t.nodes_by_shard[rec.shard]:
         o = snap.nodes.get(n.name)
         if o is None or not o.reachable:
@@ -51,24 +61,52 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology) -> tuple[list[Alert], l
                 )
             continue
         if o.writable and name not in rec.fence_pending:
-            alert(
-                name,
-                f"{name} is writable but is not the primary (epoch {rec.epoch}): fencing it",
-                "find who opened it; writes there are not replicated",
-                Severity.CRITICAL,
-            )
-            steps.append(Fence(node=name, reason="only the primary may take writes"))
+            if primary_writes:
+                alert(
+                    name,
+                    f"{name} is writable but is not the primary (epoch {rec.epoch}): fencing it",
+                    "find who opened it; writes there are not replicated",
+                    Severity.CRITICAL,
+                )
+                steps.append(Fence(node=name, reason="only the primary may take writes"))
+            else:
+                alert(
+                    name,
+                    f"{name} is writable while the recorded primary {rec.primary} is "
+                    f"{'read-only' if primary_up else 'unreachable'}: not fenced, it may have been promoted by hand",
+                    f"if {name} was promoted by hand, the controller's record is out of date: act by hand; "
+                    f"otherwise SET GLOBAL read_only=ON on {name}",
+                    Severity.CRITICAL,
+                )
         if name not in rec.upstreams:
             continue
         up = rec.upstreams[name]
         host, port = t.address_of(up)
-        if o.replica is None or (o.replica.source_host, o.replica.source_port) != (host, port):
+        wired = o.replica is not None and o.source == up
+        if not wired:
             src = f"{o.replica.source_host}:{o.replica.source_port}" if o.replica else "nothing"
             alert(
                 name,
                 f"{name} replicates from {src}, the layout says {up} ({host}:{port})",
                 f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port} on {name}",
             )
+        elif o.replica is not None and o.replica.never_started:
+            if paused:
+                alert(
+                    name,
+                    f"{name} restarted and its replication is not started (skip-slave-start); the controller is paused",
+                    f"resume the controller, or on {name} apply its relay log before START SLAVE "
+                    "(docs/operations.md: starting a replica after a restart)",
+                )
+            else:
+                alert(
+                    name,
+                    f"{name} restarted with replication stopped (skip-slave-start): starting it, relay log first",
+                    "",
+                    Severity.INFO,
+                )
+                steps.append(StartReplica(node=name, source=up, reason="a restarted replica of the layout replicates"))
+            continue
         s = o.semisync_slave
         if name in rec.ackers:
             if s is None or not s.enabled:
@@ -77,7 +115,7 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology) -> tuple[list[Alert], l
                     f"the acker {name} has semi-sync slave off: commits on {rec.primary} wait for nobody",
                     "set rpl_semi_sync_slave_enabled=ON in its config file too",
                 )
-                if primary_up and up == rec.primary:
+                if primary_up and up == rec.primary and not paused:
                     steps.append(ArmAcker(node=name, source=up, reason="the recorded acker must ack"))
         elif s is not None and s.enabled:
             alert(

@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from idc_ha.decide.contact import Contact
+from idc_ha.decide.memory import Memory
 from idc_ha.decide.verdicts import Verdicts
 from idc_ha.model.alert import Alert
 from idc_ha.model.ids import NodeName, ShardName
@@ -94,6 +95,15 @@ class PublishRouting(Step):
     node: NodeName
 
 
+class StartReplica(Step):
+    """Start a replica a restart left stopped (``skip-slave-start``): relay log first, then both
+    threads in GTID mode on ``source``. A reconcile step, never part of a failover plan."""
+
+    kind: Literal["start_replica"] = "start_replica"
+    node: NodeName
+    source: NodeName
+
+
 AnyStep = (
     Fence
     | StopReceiving
@@ -106,6 +116,7 @@ AnyStep = (
     | CommitLayout
     | OpenWrites
     | PublishRouting
+    | StartReplica
 )
 
 
@@ -121,8 +132,10 @@ class ShardPlan(BaseModel):
 
 
 class Decision(BaseModel):
-    """Everything one tick decided. The daemon writes ``records`` durably, then sends ``alerts``
-    and runs ``plans``; ``reasons`` is one line per shard for the log."""
+    """Everything one tick decided. The daemon writes ``records`` durably, then sends ``alerts``,
+    runs ``plans`` and hands ``reconcile`` steps out (fences to the Fencer, the rest to a task per
+    shard); ``reasons`` is one line per shard for the log; ``memory`` goes back into the next
+    tick's ``decide``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -131,4 +144,9 @@ class Decision(BaseModel):
     alerts: tuple[Alert, ...]
     reasons: dict[ShardName, str]
     verdicts: Verdicts
-    contacts: dict[ShardName, Contact] = {}  # carried to the next tick by the daemon (memory only)
+    reconcile: dict[ShardName, tuple[AnyStep, ...]] = {}  # drift corrections for shards without an operation
+    memory: Memory = Memory()
+
+    @property
+    def contacts(self) -> dict[ShardName, Contact]:
+        return self.memory.contacts

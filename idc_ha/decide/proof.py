@@ -2,16 +2,20 @@
 
 A shard may be moved to its acker without a human only when all of these hold:
 
-1. its last durable sync state is IDC_SAFE: every acknowledged commit was acked by the acker,
-   and semi-sync could not have fallen back unseen;
+1. its last durable sync state is IDC_SAFE: semi-sync was in force with the recorded acker as the
+   only possible acker, and ``Rpl_semi_sync_master_no_tx`` and ``Rpl_semi_sync_master_no_times``
+   stayed at the baseline in every answer watched (``syncstate``). So every commit acknowledged to
+   a client was acknowledged by the acker, and a commit the acker never received (one still
+   waiting for its ack when the link or the primary went) was never acknowledged: it does not
+   block the promotion;
 2. the candidate is the one recorded acker, in another IDC of the same city;
 3. the candidate is reachable, replicates from the recorded primary, has itself lost its link to
-   it (its IO thread is not connected), and its SQL thread has no error;
-4. this controller watched the primary answer (``Contact``) and the candidate has received
-   everything the primary had written ``lookback_s`` before it was last seen (anything older had
-   time to reach a connected acker; a gap means a commit went through without its ack);
-5. the candidate has not restarted, nor gone back in what it received, since that last contact
-   (a restart with its source dead discards its relay log);
+   it, and its SQL thread has no error;
+4. this controller watched the primary (``Contact``) without a break for ``min_watch_s``, and the
+   primary's blind spell (last answer -> loss corroborated by the acker's lost link) is at most
+   ``max_blind_s``: semi-sync could not have been weakened unseen for longer;
+5. the candidate has not restarted, nor gone back in what it received, since that last answer
+   (a restart may discard its relay log);
 6. every reachable node that stays in the layout (those replicating from the candidate) holds
    nothing the candidate lacks.
 
@@ -25,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from idc_ha.decide.contact import Contact
 from idc_ha.model.ids import NodeName, SyncState
 from idc_ha.model.observation import Snapshot
+from idc_ha.model.policy import Proof as ProofPolicy
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
 
@@ -41,7 +46,7 @@ BOOT_TOLERANCE_S = 5.0
 
 
 def prove_idc_failover(
-    rec: ShardRecord, snap: Snapshot, t: Topology, contact: Contact | None, *, lookback_s: float
+    rec: ShardRecord, snap: Snapshot, t: Topology, contact: Contact | None, *, policy: ProofPolicy
 ) -> Proof:
     def no(why: str, cand: NodeName | None = None) -> Proof:
         return Proof(ok=False, candidate=cand, reason=why)
@@ -58,54 +63,64 @@ def prove_idc_failover(
     o = snap.nodes.get(cand)
     if o is None or not o.reachable:
         return no(f"the acker {cand} is unreachable ({o.error if o else 'not probed'})", cand)
-    host, port = t.address_of(rec.primary)
-    if o.replica is None or (o.replica.source_host, o.replica.source_port) != (host, port):
+    if o.replica is None or o.source != rec.primary:
         return no(f"the acker {cand} does not replicate from the recorded primary {rec.primary}", cand)
-    if o.replica.io_connected:
-        return no(f"the acker {cand} is still connected to {rec.primary}: it does not see the primary gone", cand)
+    if not o.replica.link_lost:
+        return no(
+            f"the acker {cand} has not lost its link to {rec.primary} (IO thread {o.replica.io_running}): "
+            "it does not see the primary gone",
+            cand,
+        )
     if o.replica.last_sql_errno:
         return no(
             f"the acker {cand}'s SQL thread stopped with error {o.replica.last_sql_errno}: "
             f"{o.replica.last_sql_error[:120]}",
             cand,
         )
-    received = o.received()
     if contact is None or contact.primary != rec.primary or contact.acker != cand:
         return no(
             f"this controller has not watched {rec.primary} answer since it started: nothing it saw "
             f"proves {cand} complete",
             cand,
         )
-    settled = contact.settled(lookback_s)
-    if settled is None:
-        return no(f"{rec.primary} was watched for less than {lookback_s} s before it was lost", cand)
-    if not received.contains(settled):
+    watched = contact.seen_at - contact.watched_since
+    if watched < policy.min_watch_s:
         return no(
-            f"the acker {cand} ({received}) lacks what {rec.primary} had written {lookback_s} s before it "
-            f"was lost ({settled}): a commit may have gone through without its ack",
+            f"{rec.primary} was watched without a break for {watched:.1f} s before it was lost, "
+            f"less than proof.min_watch_s ({policy.min_watch_s} s)",
+            cand,
+        )
+    blind = contact.blind_s()
+    if blind is None:
+        return no(f"the loss of {rec.primary} is not corroborated by {cand} yet", cand)
+    if blind > policy.max_blind_s:
+        return no(
+            f"{rec.primary}'s semi-sync state went unwatched for {blind:.1f} s before {cand} confirmed the loss "
+            f"(proof.max_blind_s is {policy.max_blind_s} s): semi-sync may have been weakened unseen and "
+            "commits acknowledged without the acker",
             cand,
         )
     if contact.acker_boot_wall is None:
         return no(f"the acker {cand} was not seen when {rec.primary} was last seen", cand)
     if abs((snap.wall - o.uptime_s) - contact.acker_boot_wall) > BOOT_TOLERANCE_S:
         return no(f"the acker {cand} restarted after {rec.primary} was last seen: its relay log may be gone", cand)
+    received = o.received()
     if not received.contains(contact.acker_received):
         return no(
             f"the acker {cand} went back from {contact.acker_received} to {received}: its relay log was lost", cand
         )
-    chost, cport = t.address_of(cand)
-    for name in t.nodes_by_shard[rec.shard]:
-        r = snap.nodes.get(name.name)
-        if r is None or not r.reachable or r.replica is None or name.name == cand:
+    for n in t.nodes_by_shard[rec.shard]:
+        r = snap.nodes.get(n.name)
+        if r is None or n.name == cand or r.source != cand:
             continue
-        if (r.replica.source_host, r.replica.source_port) == (chost, cport) and not received.contains(
-            r.gtid_current_pos
-        ):
+        if not received.contains(r.gtid_current_pos):
             return no(
-                f"{name.name} holds {r.gtid_current_pos} which the acker {cand} ({received}) lacks: "
-                "errant transactions",
+                f"{n.name} holds {r.gtid_current_pos} which the acker {cand} ({received}) lacks: errant transactions",
                 cand,
             )
     return Proof(
-        ok=True, candidate=cand, reason=f"IDC_SAFE and the acker {cand} is reachable and holds all acked commits"
+        ok=True,
+        candidate=cand,
+        reason=f"IDC_SAFE, watched {watched:.1f} s with {blind:.1f} s blind, and the acker {cand} "
+        "is reachable and holds every acknowledged commit",
     )

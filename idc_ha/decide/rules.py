@@ -1,5 +1,8 @@
 """decide(): one tick's verdicts, sync-state records, alerts and plans. Pure: no I/O, no clock.
 
+Before the rules, adoption (``adopt``): a shard whose record reality has not been seen to match
+gets no action at all (no record written, no fence, no promotion), only an ``unadopted`` alert.
+
 Order of evaluation, first match wins per shard:
 
 1. an operation in flight is resumed (whatever else is true: a half-done failover is finished);
@@ -9,17 +12,22 @@ Order of evaluation, first match wins per shard:
    why; else start an IDC failover to the recorded acker;
 4. the primary is dead but its IDC is up -> alert (node failover comes in a later version);
 5. the primary is unreachable and nobody confirms -> alert, no action;
-6. otherwise no action, with the reason logged.
+6. otherwise no action, with the reason logged; drift (``drift``) is reconciled for shards with
+   no operation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from idc_ha.decide import adopt
 from idc_ha.decide.contact import Contact, update_contacts
+from idc_ha.decide.drift import drift
 from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.layout import new_ackers
+from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import (
+    AnyStep,
     ArmAcker,
     CommitLayout,
     Decision,
@@ -77,14 +85,16 @@ def decide(
     control: Control,
     *,
     wall: float,
-    contacts: Mapping[ShardName, Contact] | None = None,
+    memory: Memory | None = None,
 ) -> Decision:
-    """Decide one tick. ``history`` is oldest first and ends with this tick's snapshot.
+    """Decide one tick. ``history`` is oldest first and ends with this tick's snapshot; ``memory``
+    is what the previous tick's Decision returned (None for a controller that just started).
 
-    Returns the decision: records to write first, then alerts and plans, with the verdicts it
-    was based on. Raises InvariantViolation if a plan would break a safety invariant: a bug,
-    and nothing may be executed.
+    Returns the decision: records to write first, then alerts, plans and reconcile steps, with
+    the verdicts it was based on. Raises InvariantViolation if a plan would break a safety
+    invariant: a bug, and nothing may be executed.
     """
+    mem = memory or Memory()
     snap = history[-1]
     v = assess(history, topology, policy.detection)
     alerts: list[Alert] = []
@@ -92,28 +102,17 @@ def decide(
     changed: dict[ShardName, ShardRecord] = {}
     plans: list[ShardPlan] = []
     recs: dict[ShardName, ShardRecord] = {}
+    adopted: set[ShardName] = set()
 
     for shard in topology.shards:
         old = records.get(shard.name)
         rec = old or home_record(topology, shard.name, wall=wall)
-        if old is None:
-            mismatch = home_mismatch(rec, snap, topology)
-            if mismatch is not None:
-                # Never adopt the home layout from the config over a reality that differs: after a
-                # failover with a lost store, that would route clients back to the old primary
-                # and fence the real one.
-                alerts.append(
-                    Alert(
-                        kind=AlertKind.UNADOPTED,
-                        severity=Severity.CRITICAL,
-                        shard=shard.name,
-                        reason=f"the store has no record for {shard.name} and the servers do not match the home "
-                        f"layout: {mismatch}; the controller takes no action on this shard",
-                        hint="restore state_dir from a backup, or make the servers match the home layout",
-                    )
-                )
-                reasons[shard.name] = f"no action: not adopted ({mismatch})"
-                continue
+        why_not = _adoption(rec, history, topology, was_adopted=shard.name in mem.adopted)
+        if why_not is not None:
+            alerts.append(_unadopted(rec, why_not, home=old is None))
+            reasons[shard.name] = f"no action: not adopted ({why_not})"
+            continue
+        adopted.add(shard.name)
         new = next_record(rec, snap, topology, wall=wall)
         if old is None or new is not rec:
             changed[shard.name] = new
@@ -121,7 +120,7 @@ def decide(
             alerts.append(_sync_alert(new, before=rec.sync))
         recs[shard.name] = new
 
-    seen = update_contacts(contacts or {}, history, recs)
+    seen = update_contacts(mem.contacts, history, recs, max_blind_s=policy.proof.max_blind_s)
     for idc, health in v.idcs.items():
         if health == Health.DEAD:
             alerts.append(
@@ -184,11 +183,74 @@ def decide(
                 )
             )
             reasons[plan.shard] = f"no action: invariant violated: {e.message}"
+
+    # Drift, for adopted shards with no operation (in flight, or started this tick).
+    reconcile: dict[ShardName, tuple[AnyStep, ...]] = {}
+    planned = {p.shard for p in kept}
+    for s, rec in recs.items():
+        current = changed.get(s, rec)
+        if current.op is not None or s in planned:
+            continue
+        drift_alerts, steps = drift(current, snap, topology, paused=control.is_paused(s))
+        alerts += drift_alerts
+        if steps:
+            reconcile[s] = tuple(steps)
     decision = Decision(
-        records=changed, plans=tuple(kept), alerts=tuple(alerts), reasons=reasons, verdicts=v, contacts=seen
+        records=changed,
+        plans=tuple(kept),
+        alerts=tuple(alerts),
+        reasons=reasons,
+        verdicts=v,
+        reconcile=reconcile,
+        memory=Memory(contacts=seen, adopted=frozenset(adopted)),
     )
     check(decision, records, snap, topology)
     return decision
+
+
+def _adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, was_adopted: bool) -> str | None:
+    """None when the controller may act on this shard now; else why not (see ``adopt``). A
+    record with an operation in flight is this controller's own promise and is always adopted."""
+    if rec.op is not None:
+        return None
+    if was_adopted:
+        rival = adopt.outside_promotion(rec, history[-1], t)
+        if rival is None:
+            return None
+        return (
+            f"{rival} is writable and replicates from nothing of the shard while {rec.primary} is not: "
+            "promoted by hand?"
+        )
+    why = "no snapshot"
+    adopted_at: int | None = None
+    for k, snap in enumerate(history):
+        if adopted_at is None:
+            why_k = adopt.mismatch(rec, snap, t)
+            if why_k is None:
+                adopted_at = k
+            else:
+                why = why_k
+        elif adopt.outside_promotion(rec, snap, t) is not None:
+            adopted_at, why = None, "the layout changed outside the controller at a later round"
+    return None if adopted_at is not None else why
+
+
+def _unadopted(rec: ShardRecord, why: str, *, home: bool) -> Alert:
+    what = (
+        "the store has no record for it and the servers do not match the home layout"
+        if home
+        else f"the servers do not match its record (epoch {rec.epoch}, primary {rec.primary})"
+    )
+    return Alert(
+        kind=AlertKind.UNADOPTED,
+        severity=Severity.CRITICAL,
+        shard=rec.shard,
+        epoch=rec.epoch,
+        reason=f"{rec.shard}: {what}: {why}; the controller takes no action on this shard (no fence, no failover)",
+        hint="compare `idc-ha status` with the servers. Restoring a state_dir backup is safe: a record is acted "
+        "on only once the servers match it, so a stale one is refused, never enforced. After a promotion by "
+        "hand, keep the promoted node the only writable one; the controller stays hands-off meanwhile",
+    )
 
 
 def _shard_rule(
@@ -233,7 +295,7 @@ def _shard_rule(
                 )
             )
             return f"no action: auto_idc_failover off; IDC {pidc} of primary {p} is down"
-        proof = prove_idc_failover(rec, snap, t, contact, lookback_s=policy.proof.lookback_s)
+        proof = prove_idc_failover(rec, snap, t, contact, policy=policy.proof)
         ackers = new_ackers(rec, t, proof.candidate) if proof.candidate else ()
         if proof.ok and proof.candidate and not ackers:
             proof = proof.model_copy(
@@ -310,38 +372,6 @@ def _shard_rule(
         )
         return f"no action: primary {p} unreachable from here only ({pv.evidence})"
     return f"no action: primary {p} suspect ({pv.evidence}); confirming"
-
-
-def home_mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
-    """Why the servers do not look like the home layout ``rec`` describes, or None when they do:
-    the home primary answers and is the only writable node, and the acker replicates from it."""
-    p = snap.nodes.get(rec.primary)
-    if p is None or not p.reachable:
-        return f"the home primary {rec.primary} does not answer"
-    if p.read_only:
-        return f"the home primary {rec.primary} is read-only"
-    others = [
-        n.name
-        for n in t.nodes_by_shard[rec.shard]
-        if n.name != rec.primary and (o := snap.nodes.get(n.name)) and o.writable
-    ]
-    if others:
-        return f"{', '.join(others)} writable besides the home primary"
-    host, port = t.address_of(rec.primary)
-    for a in rec.ackers:
-        o = snap.nodes.get(a)
-        if (
-            o is None
-            or not o.reachable
-            or o.replica is None
-            or (o.replica.source_host, o.replica.source_port)
-            != (
-                host,
-                port,
-            )
-        ):
-            return f"the acker {a} does not replicate from {rec.primary}"
-    return None
 
 
 def _writable_strays(

@@ -5,12 +5,19 @@ Transitions (evaluated on every tick from the current primary's observation):
 ================  =========================================================  ==================
 from              when                                                       to
 ================  =========================================================  ==================
+any safe state    gtid_strict_mode OFF on a reachable node of the layout      UNKNOWN
 any safe state    semi-sync master off on the primary                        ASYNC
-any safe state    Rpl_semi_sync_master_no_tx rose since the baseline          ASYNC
+any safe state    Rpl_semi_sync_master_no_tx or _no_times rose since the      ASYNC
+                  baseline (a commit without an ack; semi-sync switched off)
+any safe state    either counter fell within one boot (FLUSH STATUS), or      UNKNOWN
+                  the primary restarted (unwatched from boot to first answer)
 any safe state    Rpl_semi_sync_master_status OFF while enabled               ASYNC
 any safe state    timeout can expire, wait point not AFTER_SYNC,             UNKNOWN
-                  wait_no_slave OFF, or a node outside the recorded
-                  ackers is acking
+                  wait_no_slave OFF
+any safe state    a node outside the recorded ackers could ack: it acks,      UNKNOWN
+                  the primary counts more semi-sync clients than recorded
+                  ackers, or a client is unaccounted for while a node of
+                  the shard is unreachable
 ASYNC / UNKNOWN   semi-sync on at both ends, acker connected: note the       (same, recovery
                   primary's binlog position as the target                     target recorded)
 ASYNC / UNKNOWN   the acker received the target, no un-acked commit since     IDC_SAFE (acker in
@@ -19,7 +26,8 @@ ASYNC / UNKNOWN   the acker received the target, no un-acked commit since     ID
 ================  =========================================================  ==================
 
 An unreachable primary changes nothing: the last durable state is what the RPO=0 proof reads.
-A restart of the primary resets its counters; the baseline records the boot time to tell.
+Sources are compared as topology nodes matched by resolved address (``ReplicaStatus.source``); an
+unknown source counts as a possible acker, never as "not the primary's".
 """
 
 from __future__ import annotations
@@ -31,40 +39,121 @@ from idc_ha.model.topology import Topology
 
 BOOT_TOLERANCE_S = 5.0
 
+Unsafe = tuple[SyncState, str]
+
 
 def baseline_of(node: NodeName, o: NodeObservation, *, wall: float) -> Baseline:
     m = o.semisync_master
-    return Baseline(primary=node, server_id=o.server_id, boot_wall=round(wall - o.uptime_s), no_tx=m.no_tx if m else 0)
+    return Baseline(
+        primary=node,
+        server_id=o.server_id,
+        boot_wall=round(wall - o.uptime_s),
+        no_tx=m.no_tx if m else 0,
+        no_times=m.no_times if m else 0,
+    )
 
 
-def _same_boot(b: Baseline, node: NodeName, o: NodeObservation, wall: float) -> bool:
+def same_boot(b: Baseline, node: NodeName, o: NodeObservation, wall: float) -> bool:
     return (
         b.primary == node and b.server_id == o.server_id and abs((wall - o.uptime_s) - b.boot_wall) <= BOOT_TOLERANCE_S
     )
 
 
-def _unacked(b: Baseline | None, node: NodeName, o: NodeObservation, wall: float) -> int:
-    """Commits that went through without an ack since the baseline (0 when none or no baseline)."""
+def counters_moved(b: Baseline | None, node: NodeName, o: NodeObservation, wall: float) -> Unsafe | None:
+    """Why the semi-sync counters no longer prove every commit was acked since ``b``, or None."""
     m = o.semisync_master
     if b is None or m is None:
-        return 0
-    if _same_boot(b, node, o, wall):
-        return max(0, m.no_tx - b.no_tx)
-    return m.no_tx  # restarted: the counter began again at zero
+        return None
+    if not same_boot(b, node, o, wall):
+        if m.no_tx or m.no_times:
+            return SyncState.ASYNC, (
+                f"{node} restarted and since then {m.no_tx} commit(s) went through without an ack and semi-sync "
+                f"was switched off {m.no_times} time(s)"
+            )
+        return SyncState.UNKNOWN, (
+            f"{node} restarted: its semi-sync state was unwatched from its start until it answered; proving again"
+        )
+    if b.no_times is None:
+        return SyncState.UNKNOWN, (
+            f"the baseline of {node} predates watching Rpl_semi_sync_master_no_times; proving again"
+        )
+    if m.no_tx < b.no_tx or m.no_times < b.no_times:
+        return SyncState.UNKNOWN, (
+            f"the semi-sync counters of {node} went back within one boot (no_tx {b.no_tx} -> {m.no_tx}, "
+            f"no_times {b.no_times} -> {m.no_times}; FLUSH STATUS?): a commit without an ack may be hidden"
+        )
+    if m.no_tx > b.no_tx:
+        return SyncState.ASYNC, (
+            f"{m.no_tx - b.no_tx} commit(s) on {node} went through without an ack (Rpl_semi_sync_master_no_tx rose)"
+        )
+    if m.no_times > b.no_times:
+        return SyncState.ASYNC, (
+            f"semi-sync on {node} was switched off {m.no_times - b.no_times} time(s) "
+            "(Rpl_semi_sync_master_no_times rose): commits may have gone through without an ack"
+        )
+    return None
 
 
-def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float) -> tuple[SyncState, str] | None:
+def _strict_mode(rec: ShardRecord, snap: Snapshot) -> Unsafe | None:
+    for name in (rec.primary, *rec.replicas()):
+        o = snap.nodes.get(name)
+        if o is not None and o.reachable and not o.gtid_strict_mode:
+            return SyncState.UNKNOWN, (
+                f"gtid_strict_mode is OFF on {name}: GTID positions cannot be compared safely; "
+                f"SET GLOBAL gtid_strict_mode=ON on {name} and set it in its config file"
+            )
+    return None
+
+
+def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology) -> Unsafe | None:
+    """Whether a node outside the recorded ackers could be acking the primary's commits."""
+    p = snap.nodes[rec.primary]
+    m = p.semisync_master
+    clients = m.clients if m else 0
+    if clients > len(rec.ackers):
+        return SyncState.UNKNOWN, (
+            f"{rec.primary} counts {clients} semi-sync replicas but {len(rec.ackers)} acker(s) are recorded: "
+            "another replica may ack commits the acker never received"
+        )
+    accounted = 0
+    unseen: list[str] = []
+    for n in t.nodes_by_shard[rec.shard]:
+        name = n.name
+        if name == rec.primary:
+            continue
+        o = snap.nodes.get(name)
+        if o is None or not o.reachable:
+            if name not in rec.ackers:
+                unseen.append(name)
+            continue
+        acking = o.semisync_slave is not None and o.semisync_slave.status
+        if name in rec.ackers:
+            if acking and o.source == rec.primary and o.replica is not None and o.replica.io_connected:
+                accounted += 1
+        elif acking and (o.source is None or o.source == rec.primary):
+            return SyncState.UNKNOWN, f"{name} acks commits of {rec.primary} but is not the recorded acker"
+    if unseen and clients > accounted:
+        return SyncState.UNKNOWN, (
+            f"{', '.join(unseen)} unreachable while {rec.primary} counts {clients} semi-sync client(s) and only "
+            f"{accounted} is a recorded acker seen acking: an unseen replica could be acking"
+        )
+    return None
+
+
+def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float) -> Unsafe | None:
     """Why the shard cannot be counted synchronous right now, or None. The primary is reachable."""
     o = snap.nodes[rec.primary]
     m = o.semisync_master
+    strict = _strict_mode(rec, snap)
+    if strict is not None:
+        return strict
     if m is None or not m.enabled:
         return SyncState.ASYNC, f"semi-sync master is off on the primary {rec.primary}"
-    n = _unacked(rec.baseline, rec.primary, o, wall)
-    if n:
-        return (
-            SyncState.ASYNC,
-            f"{n} commit(s) on {rec.primary} went through without an ack (Rpl_semi_sync_master_no_tx rose)",
-        )
+    if rec.sync in (SyncState.IDC_SAFE, SyncState.NODE_SAFE) and rec.baseline is None:
+        return SyncState.UNKNOWN, f"no semi-sync counter baseline is recorded for {rec.primary}; proving again"
+    moved = counters_moved(rec.baseline, rec.primary, o, wall)
+    if moved is not None:
+        return moved
     if not m.never_times_out:
         return (
             SyncState.UNKNOWN,
@@ -84,24 +173,10 @@ def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float)
         )
     if m.wait_point.upper() != "AFTER_SYNC":
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_point on {rec.primary} is {m.wait_point}, not AFTER_SYNC"
-    host, port = t.address_of(rec.primary)
-    for name in t.nodes_by_shard[rec.shard]:
-        if name.name in rec.ackers or name.name == rec.primary:
-            continue
-        r = snap.nodes.get(name.name)
-        if (
-            r is not None
-            and r.reachable
-            and r.semisync_slave is not None
-            and r.semisync_slave.status
-            and r.replica is not None
-            and (r.replica.source_host, r.replica.source_port) == (host, port)
-        ):
-            return SyncState.UNKNOWN, f"{name.name} acks commits of {rec.primary} but is not the recorded acker"
-    return None
+    return _other_ackers(rec, snap, t)
 
 
-def _acker_ready(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
+def _acker_ready(rec: ShardRecord, snap: Snapshot) -> str | None:
     """None when the recorded acker is connected to the primary as a semi-sync replica."""
     p = snap.nodes[rec.primary]
     if p.semisync_master is None or not p.semisync_master.status or p.semisync_master.clients < 1:
@@ -109,10 +184,9 @@ def _acker_ready(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
     if len(rec.ackers) != 1:
         return f"{len(rec.ackers)} ackers are recorded; exactly one is proven safe"
     a = snap.nodes.get(rec.ackers[0])
-    host, port = t.address_of(rec.primary)
     if a is None or not a.reachable:
         return f"the acker {rec.ackers[0]} is unreachable"
-    if a.replica is None or (a.replica.source_host, a.replica.source_port) != (host, port):
+    if a.replica is None or a.source != rec.primary:
         return f"the acker {rec.ackers[0]} does not replicate from {rec.primary}"
     if not a.replica.io_connected or a.semisync_slave is None or not a.semisync_slave.status:
         return f"the acker {rec.ackers[0]} is not connected as a semi-sync replica"
@@ -141,17 +215,14 @@ def next_record(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float) -
             update={"sync": state, "reason": why, "recovery": None, "baseline": None, "updated_wall": wall}
         )
     if rec.sync in (SyncState.IDC_SAFE, SyncState.NODE_SAFE):
-        if rec.baseline is None or not _same_boot(rec.baseline, rec.primary, o, wall):
-            # A clean restart (no un-acked commit since): keep the state, follow the new boot.
-            return rec.model_copy(update={"baseline": baseline_of(rec.primary, o, wall=wall), "updated_wall": wall})
         return rec
     # ASYNC or UNKNOWN: climb back only on evidence, never on settings alone.
-    not_ready = _acker_ready(rec, snap, t)
+    not_ready = _acker_ready(rec, snap)
     if not_ready is not None:
         if rec.recovery is None and rec.reason.endswith(not_ready):
             return rec
         return rec.model_copy(update={"recovery": None, "reason": f"not proven: {not_ready}", "updated_wall": wall})
-    if rec.recovery is None or _unacked(rec.recovery.baseline, rec.primary, o, wall):
+    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, wall) is not None:
         target = o.gtid_binlog_pos
         return rec.model_copy(
             update={

@@ -3,8 +3,12 @@
 The rule is holistic: the controller alone never declares a node dead. A node whose probes have
 failed long enough (``confirm_*_s``, over ``min_rounds`` rounds) is
 
-* DEAD when a reachable replica on another machine reports its IO thread disconnected from it
-  (two vantage points agree), or when its machine is dead;
+* DEAD when a reachable replica on another machine (the witness) has lost its link to it, and
+  the two streaks overlap for a whole confirmation window: the witness's link has been lost in
+  every round of a run (``ReplicaStatus.link_lost``: its IO thread reconnecting, or stopped on an
+  error; nothing received meanwhile) that overlaps the controller's own failure streak for at
+  least the same window and ``min_rounds`` rounds. One reconnect of an IO thread is no witness;
+  an IO thread stopped by hand is none either. Or DEAD when its machine is dead;
 * UNREACHABLE otherwise: the controller may be the one cut off, so nothing acts on it.
 
 A machine is dead when every node on it has failed and at least one is witnessed dead; an IDC is
@@ -68,22 +72,66 @@ def _streak(history: tuple[Snapshot, ...], node: NodeName) -> tuple[float, int, 
     return now - start, rounds, refused
 
 
-def _witness(t: Topology, snap: Snapshot, node: NodeName) -> NodeName | None:
-    """A reachable node on another machine whose replication source is ``node`` and whose IO
-    thread is not connected: a second vantage point that agrees the node is gone."""
-    host, port = t.address_of(node)
+def link_lost_since(history: tuple[Snapshot, ...], witness: NodeName, source: NodeName) -> float | None:
+    """When the witness's current run of lost links to ``source`` began (the oldest snapshot of
+    the run), or None when the newest snapshot shows no lost link. The run breaks at a snapshot
+    where the witness was unreachable, replicated from elsewhere, was connected, or had received
+    more than in the one before it (it was connected in between)."""
+    start = None
+    newer = None
+    for snap in reversed(history):
+        o = snap.nodes.get(witness)
+        if o is None or o.source != source or o.replica is None or not o.replica.link_lost:
+            break
+        got = o.received()
+        if newer is not None and got != newer:
+            break
+        start, newer = snap.taken_at, got
+    return start
+
+
+def _replicas_by_source(snap: Snapshot) -> dict[NodeName, list[NodeName]]:
+    out: dict[NodeName, list[NodeName]] = {}
+    for name, o in snap.nodes.items():
+        src = o.source
+        if src is not None:
+            out.setdefault(src, []).append(name)
+    return out
+
+
+def _witness(
+    history: tuple[Snapshot, ...],
+    t: Topology,
+    node: NodeName,
+    candidates: list[NodeName],
+    *,
+    since: float,
+    need: float,
+    min_rounds: int,
+) -> tuple[NodeName | None, str]:
+    """A replica on another machine whose lost link to ``node`` overlaps the controller's failure
+    streak (begun at ``since``) for ``need`` seconds and ``min_rounds`` rounds; else None and what
+    the best candidate still lacks."""
+    now = history[-1].taken_at
     machine = t.node_by_name[node].machine
-    for name, o in sorted(snap.nodes.items()):
-        if not o.reachable or o.replica is None or t.node_by_name[name].machine == machine:
+    short = ""
+    for w in sorted(candidates):
+        if t.node_by_name[w].machine == machine:
             continue
-        r = o.replica
-        if r.source_host == host and r.source_port == port and not r.io_connected:
-            return name
-    return None
+        lost = link_lost_since(history, w, node)
+        if lost is None:
+            continue
+        start = max(lost, since)
+        rounds = sum(1 for snap in history if snap.taken_at >= start)
+        if now - start >= need and rounds >= min_rounds:
+            return w, ""
+        short = f"; {w} lost its link {now - lost:.1f} s ago, confirming"
+    return None, short
 
 
 def node_verdicts(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> dict[NodeName, NodeVerdict]:
     snap = history[-1]
+    by_source = _replicas_by_source(snap)
     out: dict[NodeName, NodeVerdict] = {}
     for n in t.nodes:
         o = snap.nodes.get(n.name)
@@ -96,12 +144,20 @@ def node_verdicts(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> d
         if failing < need or rounds < d.min_rounds:
             out[n.name] = NodeVerdict(health=Health.SUSPECT, failing_s=failing, evidence=why)
             continue
-        w = _witness(t, snap, n.name)
+        w, short = _witness(
+            history,
+            t,
+            n.name,
+            by_source.get(n.name, []),
+            since=snap.taken_at - failing,
+            need=need,
+            min_rounds=d.min_rounds,
+        )
         out[n.name] = NodeVerdict(
             health=Health.DEAD if w else Health.UNREACHABLE,
             failing_s=failing,
             witness=w,
-            evidence=f"{why} for {failing:.1f} s" + (f"; {w} lost its replication link to it" if w else ""),
+            evidence=f"{why} for {failing:.1f} s" + (f"; {w} lost its replication link to it" if w else short),
         )
     return out
 

@@ -29,10 +29,16 @@ class ProbeFailure(StrEnum):
 
 
 class ReplicaStatus(FrozenValue):
-    """The parts of SHOW SLAVE STATUS the controller decides on."""
+    """The parts of SHOW SLAVE STATUS the controller decides on.
+
+    ``source`` is the node of the topology at ``Master_Host:Master_Port``, matched by resolved
+    address at the edge (``idc_ha.observe.addresses``): ``10.0.1.11``, ``::ffff:10.0.1.11`` and a
+    name resolving to it are one source. None when no node of the topology is there, or the name
+    did not resolve: the decision core then treats the source as unknown, never as a match."""
 
     source_host: str
     source_port: int
+    source: NodeName | None = None
     io_running: str  # "Yes", "No", "Connecting", "Preparing"
     sql_running: str  # "Yes", "No"
     gtid_io_pos: GtidPos = GtidPos()
@@ -59,6 +65,26 @@ class ReplicaStatus(FrozenValue):
         """The IO thread is not running at all (not even reconnecting)."""
         return self.io_running == "No"
 
+    @property
+    def link_lost(self) -> bool:
+        """Evidence that this replica cannot reach its source: the IO thread is trying to
+        (``Connecting``), or it stopped on an error. An IO thread stopped by hand, with no error,
+        says nothing about the source."""
+        return self.io_running in ("Connecting", "Preparing") or (self.io_running == "No" and self.last_io_errno != 0)
+
+    @property
+    def never_started(self) -> bool:
+        """Both threads stopped, no error, and nothing received since the server started: a
+        replica restarted with ``skip-slave-start`` that nobody has started yet (a STOP SLAVE by
+        hand keeps ``Gtid_IO_Pos``; a restart clears it)."""
+        return (
+            self.io_running == "No"
+            and self.sql_running == "No"
+            and not self.gtid_io_pos
+            and not self.last_io_errno
+            and not self.last_sql_errno
+        )
+
 
 class SemiSyncMaster(FrozenValue):
     """The primary side of semi-sync: settings and counters."""
@@ -72,6 +98,11 @@ class SemiSyncMaster(FrozenValue):
     yes_tx: int
     no_tx: int
     wait_sessions: int
+    # Rpl_semi_sync_master_no_times: how often semi-sync was switched off, by a timeout or by
+    # SET GLOBAL rpl_semi_sync_master_enabled=OFF (measured on 10.11.19). Commits made while it
+    # is disabled are not counted in no_tx, so this counter is what shows an off-and-on toggle
+    # between two probes.
+    no_times: int = 0
 
     @property
     def never_times_out(self) -> bool:
@@ -115,6 +146,11 @@ class NodeObservation(FrozenValue):
     @property
     def writable(self) -> bool:
         return self.reachable and not self.read_only
+
+    @property
+    def source(self) -> NodeName | None:
+        """The topology node this node replicates from (by resolved address), when it answers."""
+        return self.replica.source if self.reachable and self.replica is not None else None
 
     def received(self) -> GtidPos:
         """Everything this node holds or has in its relay log: what it could serve if promoted."""

@@ -8,8 +8,9 @@ leave a rule on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from idc_ha.errors import ConfigError
 from idc_ha.model.config import read_toml
@@ -29,7 +30,30 @@ class Detection(Section):
 
 
 class Proof(Section):
-    lookback_s: float = Field(1.0, ge=0.2, le=30)
+    """How much of its own watching the controller needs before it may promote without a human.
+
+    ``min_watch_s``: the primary must have been watched without a break (no two answers further
+    apart than ``max_blind_s``) for at least this long before it was lost.
+    ``max_blind_s``: the longest the primary's semi-sync state may go unwatched before its loss
+    is corroborated (the controller's failure streak and the acker's lost link both begun). In
+    that blind spell semi-sync could have been weakened unseen; past the bound the shard is
+    not_proven_safe. It must exceed how long an acker takes to notice a silent primary
+    (``slave_net_timeout``, heartbeat ``slave_net_timeout``/2 by default): otherwise an IDC
+    that goes silent, rather than refusing connections, can never be proven.
+    """
+
+    min_watch_s: float = Field(1.0, ge=0, le=600)
+    max_blind_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lookback_s" in data:
+            raise ValueError(
+                "lookback_s was removed: the proof now rests on semi-sync counters watched up to the loss; "
+                "use min_watch_s (same meaning as a minimum watch) and max_blind_s"
+            )
+        return data
 
 
 class Rules(Section):
@@ -53,6 +77,13 @@ class Policy(Section):
     rules: Rules = Rules()
     execution: Execution = Execution()
     alerts: Alerts = Alerts()
+
+    @property
+    def history_s(self) -> float:
+        """How much probe history the verdicts need: enough to see every confirmation window
+        whole (a window longer than the history could never be confirmed)."""
+        d = self.detection
+        return max(30.0, 2.0 * max(d.confirm_refused_s, d.confirm_other_s))
 
 
 def load_policy(path: Path) -> Policy:

@@ -44,12 +44,15 @@ class Operation(Rec):
 
 class Baseline(Rec):
     """The primary's semi-sync counters when the shard was last proven synchronous. A rise in
-    ``no_tx`` since then means a commit went through without an ack."""
+    ``no_tx`` since then means a commit went through without an ack; a rise in ``no_times`` that
+    semi-sync was switched off (a timeout, or SET GLOBAL ... enabled=OFF, whose commits no_tx
+    does not count); a fall in either, within one boot, that someone reset them (FLUSH STATUS)."""
 
     primary: NodeName
     server_id: int
     boot_wall: float  # wall clock minus uptime: changes when the server restarts (counters reset)
     no_tx: int
+    no_times: int | None = None  # None: a record written before no_times was watched
 
 
 class Recovery(Rec):

@@ -32,6 +32,7 @@ from idc_ha.model.observation import (
     SemiSyncMaster,
     SemiSyncSlave,
 )
+from idc_ha.observe.addresses import AddressBook
 
 PROBE_SQL = (
     "SELECT @@read_only, @@server_id, @@version, @@gtid_binlog_pos, @@gtid_slave_pos, "
@@ -40,7 +41,8 @@ PROBE_SQL = (
     "@@rpl_semi_sync_master_wait_no_slave, @@rpl_semi_sync_slave_enabled;"
     "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
     "'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_master_yes_tx', 'Rpl_semi_sync_master_no_tx', "
-    "'Rpl_semi_sync_master_wait_sessions', 'Rpl_semi_sync_slave_status', 'Threads_connected', 'Uptime');"
+    "'Rpl_semi_sync_master_wait_sessions', 'Rpl_semi_sync_master_no_times', 'Rpl_semi_sync_slave_status', "
+    "'Threads_connected', 'Uptime');"
     "SHOW SLAVE STATUS"
 )
 
@@ -83,8 +85,10 @@ def parse_observation(
     slave: dict[str, Any] | None,
     *,
     latency_ms: float,
+    book: AddressBook | None = None,
 ) -> NodeObservation:
-    """Build a NodeObservation from the three result sets of PROBE_SQL."""
+    """Build a NodeObservation from the three result sets of PROBE_SQL; ``book`` names the
+    replica's source node by resolved address (without it the source stays unknown)."""
     (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on) = variables
     master = SemiSyncMaster(
         enabled=_on(m_on),
@@ -96,13 +100,16 @@ def parse_observation(
         yes_tx=int(status.get("Rpl_semi_sync_master_yes_tx", 0)),
         no_tx=int(status.get("Rpl_semi_sync_master_no_tx", 0)),
         wait_sessions=int(status.get("Rpl_semi_sync_master_wait_sessions", 0)),
+        no_times=int(status.get("Rpl_semi_sync_master_no_times", 0)),
     )
     replica = None
     if slave:
         sbm = slave.get("Seconds_Behind_Master")
+        host, port = str(slave.get("Master_Host") or ""), int(slave.get("Master_Port") or 0)
         replica = ReplicaStatus(
-            source_host=str(slave.get("Master_Host") or ""),
-            source_port=int(slave.get("Master_Port") or 0),
+            source_host=host,
+            source_port=port,
+            source=book.node_at(host, port) if book is not None else None,
             io_running=str(slave.get("Slave_IO_Running") or "No"),
             sql_running=str(slave.get("Slave_SQL_Running") or "No"),
             gtid_io_pos=_gtid(slave.get("Gtid_IO_Pos")),
@@ -135,8 +142,11 @@ def parse_observation(
     )
 
 
-async def read_observation(conn: aiomysql.Connection, node: NodeName) -> NodeObservation:
-    """Run PROBE_SQL on an open connection (the caller holds the timeout) and parse it."""
+async def read_observation(
+    conn: aiomysql.Connection, node: NodeName, book: AddressBook | None = None
+) -> NodeObservation:
+    """Run PROBE_SQL on an open connection (the caller holds the timeout) and parse it. A source
+    host name not yet resolved is learnt first (cached, under its own timeout)."""
     t0 = time.perf_counter()
     async with conn.cursor() as cur:
         await cur.execute(PROBE_SQL)
@@ -146,7 +156,10 @@ async def read_observation(conn: aiomysql.Connection, node: NodeName) -> NodeObs
         await cur.nextset()
         row = await cur.fetchone()
         slave = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
-    return parse_observation(node, variables, status, slave, latency_ms=(time.perf_counter() - t0) * 1000)
+    ms = (time.perf_counter() - t0) * 1000
+    if book is not None and slave and not book.known(str(slave.get("Master_Host") or "")):
+        await book.learn(str(slave.get("Master_Host") or ""))
+    return parse_observation(node, variables, status, slave, latency_ms=ms, book=book)
 
 
 class NodeProber:
@@ -161,9 +174,11 @@ class NodeProber:
         user: str,
         password: str,
         settings: ProbeSettings,
+        book: AddressBook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node, self.host, self.port = node, host, port
+        self._book = book
         self._user, self._password = user, password
         self._s = settings
         self._clock = clock
@@ -199,7 +214,7 @@ class NodeProber:
             async with asyncio.timeout(self._s.connect_timeout_s + self._s.query_timeout_s):
                 if self._conn is None:
                     self._conn = await self._dial()
-                obs = await read_observation(self._conn, self.node)
+                obs = await read_observation(self._conn, self.node, self._book)
             self._failures = 0
         except (Exception, TimeoutError) as e:
             self._discard()

@@ -9,14 +9,18 @@ from collections.abc import Callable
 from idc_ha.model.config import Config
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
+from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.probe import NodeProber
 
 
 class Observer:
     """Owns one prober (and so one connection) per node of the topology."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: Config, *, book: AddressBook | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         topo = config.topology
+        self.book = book or AddressBook(topo)
         creds = config.credentials
         password = creds.password.get_secret_value() if creds.password else ""
         self._clock = clock
@@ -24,7 +28,14 @@ class Observer:
         for n in topo.nodes:
             host, port = topo.address_of(n.name)
             self.probers[n.name] = NodeProber(
-                n.name, host, port, user=creds.user, password=password, settings=config.probe, clock=clock
+                n.name,
+                host,
+                port,
+                user=creds.user,
+                password=password,
+                settings=config.probe,
+                book=self.book,
+                clock=clock,
             )
 
     async def round(self) -> Snapshot:

@@ -130,6 +130,11 @@ def write_cnf(shape: LabShape, workdir: Path, node: NodeSpec, *, as_replica: boo
         ]
     if node.role == "acker":
         lines.append("rpl_semi_sync_slave_enabled=ON")
+    if node.role in ("acker", "cascade"):
+        # A restart must never START SLAVE by itself: in GTID mode that deletes the relay log,
+        # which on an acker whose primary is dead holds the only copy of acknowledged commits
+        # (measured: 0 of 100 kept). The controller starts the threads, relay log first.
+        lines.append("skip-slave-start")
     if as_replica:
         lines.append("init_rpl_role=SLAVE")
     cnf = d / "my.cnf"

@@ -177,6 +177,7 @@ def replica_obs(
         replica=ReplicaStatus(
             source_host=host,
             source_port=port,
+            source=source,
             io_running=io,
             sql_running="Yes",
             gtid_io_pos=p,
@@ -239,10 +240,9 @@ def lost(
     gone = set(names)
     out = {n: (down(n, failure) if n in gone else o) for n, o in nodes.items()}
     if witnessed:
-        addrs = {t.address_of(n) for n in gone}
         for n, o in out.items():
             r = o.replica
-            if o.reachable and r is not None and (r.source_host, r.source_port) in addrs:
+            if o.reachable and r is not None and r.source in gone:
                 s = o.semisync_slave
                 out[n] = o.model_copy(
                     update={
@@ -311,9 +311,11 @@ def watched(
 # -- records ----------------------------------------------------------------------------------------
 
 
-def baseline(t: Topology, primary: NodeName, *, no_tx: int = 0) -> Baseline:
+def baseline(t: Topology, primary: NodeName, *, no_tx: int = 0, no_times: int | None = 0) -> Baseline:
     """The baseline a proven-safe record holds for a primary up for UPTIME seconds."""
-    return Baseline(primary=primary, server_id=server_id(t, primary), boot_wall=round(WALL - UPTIME), no_tx=no_tx)
+    return Baseline(
+        primary=primary, server_id=server_id(t, primary), boot_wall=round(WALL - UPTIME), no_tx=no_tx, no_times=no_times
+    )
 
 
 def record(t: Topology, shard: ShardName, *, sync: SyncState = SyncState.IDC_SAFE, **upd: Any) -> ShardRecord:

@@ -64,19 +64,37 @@ class Sent:
 
 @dataclass
 class Replica:
+    """One replica's replication. The relay log is one file holding ``log``, every event group
+    received since it was last deleted; group k starts at ``4 + EVENT_BYTES * k``. The SQL thread
+    stands at ``log[at]``; after a crash relay-log.info may say it stands at ``info_at`` instead."""
+
     host: str
     port: int
     io: str = "Yes"  # Yes, Connecting, No
     sql: str = "Yes"  # Yes, No
     use_gtid: str = "slave_pos"  # slave_pos, current_pos, no
-    relay: list[Gtid] = field(default_factory=list)  # received, not yet applied
+    log: list[Gtid] = field(default_factory=list)
+    at: int = 0
     io_pos: GtidPos = field(default_factory=GtidPos)
     semi: bool = False  # the semi-sync role negotiated when the IO thread last connected
     relay_file: int = 1
-    relay_pos: int = 4
+    info_at: int | None = None
     last_io_errno: int = 0
     last_sql_errno: int = 0
     last_sql_error: str = ""
+
+    @property
+    def relay(self) -> list[Gtid]:
+        """Received, not yet applied."""
+        return self.log[self.at :]
+
+    @property
+    def relay_pos(self) -> int:
+        return 4 + EVENT_BYTES * (self.at if self.info_at is None else self.info_at)
+
+    @property
+    def relay_name(self) -> str:
+        return f"relay-bin.{self.relay_file:06d}"
 
 
 @dataclass
@@ -154,15 +172,24 @@ class FakeCluster:
         last = n.binlog[-1].seq if n.binlog else 0
         n.binlog += [Gtid(0, n.server_id, last + k) for k in range(1, count + 1)]
 
-    def restart(self, node: NodeName) -> None:
-        """The server restarts: read_only=ON from its config file, the replication threads start
-        again and, in GTID mode, the relay log is gone (the IO thread fetches from gtid_slave_pos)."""
+    def restart(self, node: NodeName, *, skip_slave_start: bool = False, stale_info: bool = False) -> None:
+        """The server restarts: read_only=ON from its config file. Without ``skip_slave_start`` the
+        replication threads start again and, in GTID mode, the relay log is gone (the IO thread
+        fetches from gtid_slave_pos). With it both threads stay stopped, the relay log is kept and
+        Gtid_IO_Pos is empty (measured on 10.11.19); ``stale_info`` leaves relay-log.info at the
+        start of the relay log, as a crash can."""
         n = self.nodes[node]
         n.read_only, n.uptime, n.wait_sessions = True, 0, 0
-        if n.replica is not None:
-            if n.replica.use_gtid != "no":
-                self._delete_relay_log(n)
-            n.replica.io, n.replica.sql, n.replica.semi = "Connecting", "Yes", False
+        r = n.replica
+        if r is None:
+            return
+        if skip_slave_start:
+            r.io, r.sql, r.semi, r.io_pos = "No", "No", False, GtidPos()
+            r.info_at = 0 if stale_info else None
+            return
+        if r.use_gtid != "no":
+            self._delete_relay_log(n)
+        r.io, r.sql, r.semi = "Connecting", "Yes", False
 
     def tick(self, *, apply: bool = True) -> None:
         """One round of replication: IO threads connect and fetch, then SQL threads apply."""
@@ -179,16 +206,21 @@ class FakeCluster:
             if not n.stalled:
                 have = {g.domain: g.seq for g in r.io_pos.by_domain}
                 new = [g for g in src.binlog if g.seq > have.get(g.domain, 0)]
-                r.relay += new
+                r.log += new
                 r.io_pos = r.io_pos.merge(_pos(new))
         for n in self.nodes.values():
             r = n.replica
             if apply and not n.dead and r is not None and r.sql == "Yes":
-                done = r.relay[: n.apply_per_tick] if n.apply_per_tick is not None else list(r.relay)
-                del r.relay[: len(done)]
-                n.binlog += done
-                n.slave_pos = n.slave_pos.merge(_pos(done))
-                r.relay_pos += EVENT_BYTES * len(done)
+                todo = r.relay[: n.apply_per_tick] if n.apply_per_tick is not None else r.relay
+                for g in todo:
+                    if n.slave_pos.contains(GtidPos.of(g)):
+                        # gtid_strict_mode: re-applying a transaction already applied stops the SQL thread.
+                        r.sql, r.last_sql_errno = "No", 1950
+                        r.last_sql_error = f"An attempt was made to binlog GTID {g} which would create an out-of-order"
+                        break
+                    n.binlog.append(g)
+                    n.slave_pos = n.slave_pos.merge(GtidPos.of(g))
+                    r.at += 1
 
     def forbidden(self) -> list[Sent]:
         """Every KILL and every switch of master semi-sync OFF that was ever sent (must stay empty)."""
@@ -259,12 +291,40 @@ class FakeCluster:
             n.replica = None
         elif s.upper().startswith("CHANGE MASTER TO "):
             self._change_master(n, s)
+        elif m := re.fullmatch(
+            r"SHOW RELAYLOG EVENTS IN '([^']+)'(?: FROM (\d+))?(?: LIMIT (?:(\d+),\s*)?(\d+))?", s, re.IGNORECASE
+        ):
+            return self._relaylog_events(n, m[1], int(m[2] or 4), int(m[3] or 0), int(m[4]) if m[4] else None)
         elif m := re.fullmatch(r"SHOW GLOBAL STATUS LIKE '(\w+)'", s, re.IGNORECASE):
             status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions, "Uptime": n.uptime}
             return [{"Variable_name": m[1], "Value": str(status[m[1]])}] if m[1] in status else []
         else:
             raise UnknownStatement(f"{n.name}: the fake does not model {sql!r}")
         return []
+
+    def _relaylog_events(
+        self, n: FakeNode, name: str, start: int, offset: int, limit: int | None
+    ) -> list[dict[str, Any]]:
+        r = n.replica
+        if r is None or name != r.relay_name:
+            raise NodeError(
+                f"{n.name}: 1220 Error when executing command SHOW BINLOG EVENTS: Could not find target log",
+                node=n.name,
+                code=1220,
+            )
+        rows: list[dict[str, Any]] = [
+            {"Log_name": name, "Pos": 4, "Event_type": "Format_desc", "Server_id": n.server_id, "Info": "Server ver"}
+        ]
+        for k, g in enumerate(r.log):
+            at = 4 + EVENT_BYTES * k
+            rows.append(
+                {"Log_name": name, "Pos": at, "Event_type": "Gtid", "Server_id": g.server, "Info": f"BEGIN GTID {g}"}
+            )
+            rows.append(
+                {"Log_name": name, "Pos": at + 40, "Event_type": "Xid", "Server_id": g.server, "Info": "COMMIT"}
+            )
+        rows = [row for row in rows if int(row["Pos"]) >= start][offset:]
+        return rows if limit is None else rows[:limit]
 
     async def _set(self, n: FakeNode, name: str, value: str) -> None:
         on = value.upper() in ("ON", "1")
@@ -334,9 +394,16 @@ class FakeCluster:
         r.host = opts.get("MASTER_HOST", r.host)
         r.port = int(opts.get("MASTER_PORT", r.port))
         if "RELAY_LOG_FILE" in opts or "RELAY_LOG_POS" in opts:
-            here = (f"relay-bin.{r.relay_file:06d}", r.relay_pos)
-            if (opts.get("RELAY_LOG_FILE"), int(opts.get("RELAY_LOG_POS", -1))) != here:
-                raise UnknownStatement(f"{n.name}: the fake only models resuming the SQL thread where it stands {here}")
+            pos = int(opts.get("RELAY_LOG_POS", -1))
+            if (
+                opts.get("RELAY_LOG_FILE") != r.relay_name
+                or (pos - 4) % EVENT_BYTES
+                or not 0 <= (pos - 4) // EVENT_BYTES <= len(r.log)
+            ):
+                raise UnknownStatement(
+                    f"{n.name}: the fake models only event-group starts in {r.relay_name}, not {opts}"
+                )
+            r.at, r.info_at = (pos - 4) // EVENT_BYTES, None
             r.use_gtid = "no"  # a relay-log position turns GTID mode off and keeps the relay log
         else:
             self._delete_relay_log(n)
@@ -346,8 +413,8 @@ class FakeCluster:
         r = n.replica
         assert r is not None
         n.discarded += r.relay
-        r.relay, r.io_pos = [], n.slave_pos
-        r.relay_file, r.relay_pos = r.relay_file + 1, 4
+        r.log, r.at, r.info_at, r.io_pos = [], 0, None, n.slave_pos
+        r.relay_file += 1
 
     # -- observations -------------------------------------------------------------------------------
 
@@ -369,6 +436,7 @@ class FakeCluster:
             replica = ReplicaStatus(
                 source_host=r.host,
                 source_port=r.port,
+                source=self._by_addr.get((r.host, r.port)),
                 io_running=r.io,
                 sql_running=r.sql,
                 gtid_io_pos=r.io_pos,
@@ -376,7 +444,7 @@ class FakeCluster:
                 last_io_errno=r.last_io_errno,
                 last_sql_errno=r.last_sql_errno,
                 last_sql_error=r.last_sql_error,
-                relay_log_file=f"relay-bin.{r.relay_file:06d}",
+                relay_log_file=r.relay_name,
                 relay_log_pos=r.relay_pos,
             )
         return NodeObservation(

@@ -80,7 +80,7 @@ CASES: dict[str, Case] = {
         (fence("shard1-rem"),),
     ),
     "replica-from-wrong-source": Case(
-        with_replica(H, "shard1-rem", source_host="10.0.1.12", source_port=4406),
+        with_replica(H, "shard1-rem", source_host="10.0.1.12", source_port=4406, source="shard1-m"),
         (("shard1-rem", W, "replicates from 10.0.1.12:4406, the layout says shard1-sx"),),
     ),
     "replica-not-replicating": Case(
@@ -135,7 +135,7 @@ def test_drift(case: Case) -> None:
 
 def test_wrong_source_hint_is_the_command_to_run() -> None:
     """The hint for a replica on the wrong source is the CHANGE MASTER statement that fixes it."""
-    [alert], _ = drift(REC, snapshot(with_replica(H, "shard1-rem", source_port=1)), TOPO)
+    [alert], _ = drift(REC, snapshot(with_replica(H, "shard1-rem", source_port=1, source=None)), TOPO)
     assert alert.hint == "CHANGE MASTER TO MASTER_HOST='10.0.2.12', MASTER_PORT=4408 on shard1-rem"
 
 

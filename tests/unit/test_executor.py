@@ -23,7 +23,7 @@ from idc_ha.act.fence import Fencer, pending
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
-from idc_ha.decide.plan import OpenWrites, ShardPlan
+from idc_ha.decide.plan import OpenWrites, ShardPlan, StartReplica
 from idc_ha.decide.rules import failover_plan
 from idc_ha.errors import StepFailed
 from idc_ha.model.alert import AlertKind
@@ -206,7 +206,7 @@ def assert_promoted_without_loss(c: FakeCluster, book: RecordBook) -> None:
     o = c.observation(SX)
     assert o.semisync_master is not None and o.semisync_master.clients == 1
     acker = c.observation(CAS)
-    assert acker.replica is not None and (acker.replica.source_host, acker.replica.source_port) == c.address(SX)
+    assert acker.replica is not None and acker.replica.source == SX
     assert acker.semisync_slave is not None and acker.semisync_slave.status
     assert acker.received().contains(sx.binlog_pos)
     rec = book.get(SHARD)
@@ -326,7 +326,7 @@ async def test_a_stopped_sql_thread_resumes_from_its_relay_log(
     c = new_cluster(**STOPPED[variant])
     d = started(c, tmp_path)
     await resume(d)
-    assert c.statements(SX)[:2] == FIRST_ON_SX[variant]
+    assert [x for x in c.statements(SX) if not x.startswith("SHOW")][:2] == FIRST_ON_SX[variant]
     assert c.nodes[SX].traps == []
     assert_promoted_without_loss(c, d.book)
 
@@ -487,4 +487,74 @@ async def test_a_reachable_stray_that_cannot_be_fenced_keeps_writes_closed(
         await resume(d)
     assert c.nodes[SX].read_only, "writes opened while another node stayed writable"
     assert REM in pending(d.book)
+    assert [a.kind for a in d.alerts.alerts] == [AlertKind.FAILOVER_STUCK]
+
+
+# -- 8. an acker restarted with skip-slave-start (relay log kept, relay-log.info maybe stale) -----------
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["info-current", "info-stale"])
+async def test_a_failover_resumed_after_the_acker_crashed_applies_its_whole_relay_log(
+    new_cluster: Callable[..., FakeCluster], tmp_path: Path, stale: bool
+) -> None:
+    """Sx crashed mid-failover and came back with skip-slave-start: both threads stopped, Gtid_IO_Pos
+    empty, relay-log.info possibly pointing at the start of its relay log (measured after a crash).
+    The executor finds the first unapplied transaction by reading the relay log, applies the 40
+    left, and promotes with every one of M's transactions: none re-applied, none discarded."""
+    c = new_cluster(applied=10)
+    c.restart(SX, skip_slave_start=True, stale_info=stale)
+    r = c.nodes[SX].replica
+    assert r is not None and (r.io, r.sql, str(r.io_pos)) == ("No", "No", "")
+    d = started(c, tmp_path)
+    await resume(d)
+    assert_promoted_without_loss(c, d.book)
+    resumed = [x for x in c.statements(SX) if x.startswith("CHANGE MASTER TO MASTER_USE_GTID=no")]
+    assert resumed == ["CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE='relay-bin.000001', RELAY_LOG_POS=1004"]
+
+
+async def test_start_replica_applies_the_relay_log_before_the_io_thread_reconnects(
+    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+) -> None:
+    """The acker restarted (skip-slave-start, stale relay-log.info) while M is alive: the reconcile
+    step applies what its relay log holds from the first unapplied transaction, only then switches
+    back to GTID mode and starts both threads; it acks again and nothing was discarded."""
+    c = FakeCluster(TOPO).arrange_home(seq=100)
+    c.write(M, 30)
+    sx = c.nodes[SX]
+    sx.apply_per_tick = 0
+    c.tick()  # Sx received 30 it has not applied
+    c.restart(SX, skip_slave_start=True, stale_info=True)
+    sx.apply_per_tick = None
+    d = daemon(c, tmp_path)
+    detail = await asyncio.wait_for(d.executor.reconcile_step(StartReplica(node=SX, source=M, reason="t")), BOUND)
+    assert "relay log applied" in detail
+    stmts = [x for x in c.statements(SX) if not x.startswith("SHOW")]
+    assert stmts[0] == "CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE='relay-bin.000001', RELAY_LOG_POS=4"
+    assert stmts[1:3] == ["START SLAVE SQL_THREAD", "STOP SLAVE"]
+    assert "MASTER_USE_GTID=slave_pos" in stmts[3] and stmts[4] == "START SLAVE"
+    # The one START with both threads stopped comes after everything received was applied.
+    assert sx.discarded == [] and sx.traps == ["START SLAVE"]
+    assert sx.slave_pos == pos(TOPO, SHARD, 130)
+    o = await c.observe(SX)
+    assert o.replica is not None and o.replica.io_connected and o.semisync_slave is not None and o.semisync_slave.status
+    assert c.forbidden() == []
+
+
+async def test_start_replica_stops_on_a_sql_error_and_keeps_the_relay_log(tmp_path: Path) -> None:
+    """Applying the relay log fails (the SQL thread stops with an error): the step alerts and raises,
+    and never starts the IO thread, which would discard the rest of the relay log."""
+    c = FakeCluster(TOPO).arrange_home(seq=100)
+    c.write(M, 30)
+    sx = c.nodes[SX]
+    sx.apply_per_tick = 0
+    c.tick()
+    c.restart(SX, skip_slave_start=True)
+    r = sx.replica
+    assert r is not None
+    r.log = [*r.log[:20], r.log[10], *r.log[20:]]  # a transaction the SQL thread will refuse (1950)
+    sx.apply_per_tick = None
+    d = daemon(c, tmp_path)
+    with pytest.raises(StepFailed, match="SQL thread error 1950"):
+        await asyncio.wait_for(d.executor.reconcile_step(StartReplica(node=SX, source=M, reason="t")), BOUND)
+    assert "START SLAVE" not in c.statements(SX) and sx.discarded == []
     assert [a.kind for a in d.alerts.alerts] == [AlertKind.FAILOVER_STUCK]

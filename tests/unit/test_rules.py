@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idc_ha.decide.invariants import check
+from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import (
     ArmAcker,
     CommitLayout,
@@ -77,10 +78,12 @@ def run(
     topo: Topology = TOPO,
 ) -> Decision:
     """decide() on a confirmed history of ``nodes`` (or the given history), with every shard IDC_SAFE
-    unless ``recs`` says otherwise."""
+    unless ``recs`` says otherwise, by a controller that has been running: the stored records are
+    adopted (it saw them true before this history)."""
     hist = nodes if isinstance(nodes, tuple) else watched(steady(nodes), home_nodes(topo))
     recs = records(topo) if recs is None else recs
-    return decide(hist, topo, policy or Policy(), recs, control or Control(), wall=WALL)
+    memory = Memory(adopted=frozenset(recs))
+    return decide(hist, topo, policy or Policy(), recs, control or Control(), wall=WALL, memory=memory)
 
 
 def kinds(d: Decision) -> set[tuple[AlertKind, str | None]]:
@@ -171,9 +174,12 @@ SCENARIOS: dict[str, Scenario] = {
         IDC_DOWN | every(K.NOT_PROVEN_SAFE, "shard1") | every(K.FAILOVER_STARTED, "meta", "shard2"),
     ),
     "acker-replicates-from-elsewhere": Scenario(
-        with_replica(IDC1_DOWN3, "shard1-sx", source_host="10.0.3.11", source_port=4999),
+        with_replica(IDC1_DOWN3, "shard1-sx", source_host="10.0.3.11", source_port=4999, source=None),
         ("meta", "shard2", "shard3"),
-        IDC_DOWN | every(K.NOT_PROVEN_SAFE, "shard1") | every(K.FAILOVER_STARTED, "meta", "shard2", "shard3"),
+        IDC_DOWN
+        | every(K.NOT_PROVEN_SAFE, "shard1")
+        | every(K.FAILOVER_STARTED, "meta", "shard2", "shard3")
+        | every(K.DRIFT, "shard1"),
         topo=TOPO3,
     ),
     "idc1-cut-off-from-controller-only": Scenario(
@@ -184,7 +190,8 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "primary-dead-idc-up": Scenario(lost(TOPO, H, ["shard1-m"]), (), every(K.PRIMARY_UNREACHABLE, "shard1")),
     "primary-suspect": Scenario(steady(IDC1_DOWN, seconds=1.0, rounds=3), (), set()),
-    "empty-store-idc1-dead": Scenario(IDC1_DOWN, (), IDC_DOWN | every(K.UNADOPTED), recs={}),
+    "empty-store-idc1-dead": Scenario(steady(IDC1_DOWN), (), IDC_DOWN | every(K.UNADOPTED), recs={}),
+    "empty-store-home-seen-then-idc1-dead": Scenario(IDC1_DOWN, (), IDC_DOWN | every(K.NOT_PROVEN_SAFE), recs={}),
     "empty-store-healthy": Scenario(H, (), set(), recs={}),
     "sync-degrades": Scenario(with_master(H, "shard1-m", no_tx=1), (), every(K.SYNC_DEGRADED, "shard1")),
 }
@@ -276,7 +283,7 @@ def test_not_proven_safe_says_why() -> None:
             "errant transactions",
         ),
         (
-            with_replica(IDC1_DOWN3, "shard1-sx", source_host="10.0.3.11", source_port=4999),
+            with_replica(IDC1_DOWN3, "shard1-sx", source_host="10.0.3.11", source_port=4999, source=None),
             "does not replicate from the recorded primary shard1-m",
         ),
     ],
@@ -353,8 +360,9 @@ def test_empty_store_adopts_a_healthy_home_layout_as_unknown() -> None:
 
 
 def test_empty_store_never_adopts_a_reality_that_differs_from_home() -> None:
-    """No records and IDC1 dead: nothing is written, nothing promoted, and an alert says why."""
-    d = run(IDC1_DOWN, {})
+    """No records, and IDC1 already dead when the controller starts: nothing is written, nothing
+    promoted, and an alert says why."""
+    d = run(steady(IDC1_DOWN), {})
     assert d.plans == () and d.records == {}
     assert {a.shard for a in d.alerts if a.kind == K.UNADOPTED} == set(SHARDS)
     assert all(r.startswith("no action: not adopted") for r in d.reasons.values())

@@ -131,6 +131,63 @@ CASES: dict[str, Case] = {
     "restart-with-unacked-commits": Case(
         IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_tx=1), SyncState.ASYNC, "1 commit(s)"
     ),
+    # gap 1/6: semi-sync switched off between probes; counters reset within a boot
+    "no-times-rose": Case(
+        IDC_SAFE,
+        with_master(H, M, no_times=1),
+        SyncState.ASYNC,
+        "switched off 1 time(s) (Rpl_semi_sync_master_no_times",
+    ),
+    "no-tx-fell-within-one-boot": Case(
+        record(TOPO, S, baseline=baseline(TOPO, M, no_tx=5)),
+        H,
+        SyncState.UNKNOWN,
+        "went back within one boot (no_tx 5 -> 0",
+    ),
+    "no-times-fell-within-one-boot": Case(
+        record(TOPO, S, baseline=baseline(TOPO, M, no_times=2)), H, SyncState.UNKNOWN, "no_times 2 -> 0"
+    ),
+    "baseline-from-before-no-times-was-watched": Case(
+        record(TOPO, S, baseline=baseline(TOPO, M, no_times=None)), H, SyncState.UNKNOWN, "predates watching"
+    ),
+    # gap 3: another acker that the controller cannot rule out
+    "more-semisync-clients-than-ackers": Case(
+        IDC_SAFE, with_master(H, M, clients=2), SyncState.UNKNOWN, "counts 2 semi-sync replicas but 1 acker(s)"
+    ),
+    "acking-replica-with-an-unresolved-source": Case(
+        IDC_SAFE,
+        with_replica(acking(H, MS), MS, source_host="db-m.example", source=None),
+        SyncState.UNKNOWN,
+        "shard1-ms acks commits of shard1-m but is not the recorded acker",
+    ),
+    "unreachable-replica-could-be-the-client": Case(
+        IDC_SAFE,
+        with_replica(acking(lost(TOPO, H, [MS], witnessed=False), SX, on=False), SX, io_running="Connecting"),
+        SyncState.UNKNOWN,
+        "shard1-ms unreachable while shard1-m counts 1 semi-sync client(s)",
+    ),
+    "unreachable-replica-while-the-acker-is-the-client": Case(
+        IDC_SAFE, lost(TOPO, H, [MS], witnessed=False), SyncState.IDC_SAFE, same=True
+    ),
+    "stale-client-count-with-every-replica-seen": Case(
+        IDC_SAFE,
+        with_replica(acking(H, SX, on=False), SX, io_running="Connecting", last_io_errno=2013),
+        SyncState.IDC_SAFE,
+        same=True,
+    ),
+    # gap 8: the position algebra needs gtid_strict_mode
+    "strict-mode-off-on-the-primary": Case(
+        IDC_SAFE, changed(H, M, gtid_strict_mode=False), SyncState.UNKNOWN, "gtid_strict_mode is OFF on shard1-m"
+    ),
+    "strict-mode-off-on-a-replica": Case(
+        IDC_SAFE,
+        changed(H, CAS, gtid_strict_mode=False),
+        SyncState.UNKNOWN,
+        "SET GLOBAL gtid_strict_mode=ON on shard1-cas",
+    ),
+    "strict-mode-off-blocks-the-climb": Case(
+        waiting(), changed(H, SX, gtid_strict_mode=False), SyncState.UNKNOWN, "gtid_strict_mode", recovery=False
+    ),
     "node-safe-falls-too": Case(record(TOPO, S, sync=SyncState.NODE_SAFE), with_master(H, M, no_tx=1), SyncState.ASYNC),
     "recovery-dropped-when-unsafe": Case(
         waiting(), with_master(H, M, timeout_ms=500), SyncState.UNKNOWN, "500 ms", recovery=False
@@ -176,7 +233,7 @@ CASES: dict[str, Case] = {
     "no-semisync-client": Case(ASYNC, with_master(H, M, clients=0), SyncState.ASYNC, "no semi-sync replica connected"),
     "acker-replicates-elsewhere": Case(
         ASYNC,
-        with_replica(H, SX, source_host="10.0.3.12", source_port=4410),
+        with_replica(H, SX, source_host="10.0.3.12", source_port=4410, source=None),
         SyncState.ASYNC,
         "shard1-sx does not replicate from shard1-m",
     ),
@@ -233,19 +290,31 @@ def test_no_tx_rise_during_recovery_restarts_it() -> None:
     assert new.recovery == Recovery(target=pos(TOPO, S, 105), baseline=baseline(TOPO, M, no_tx=1))
 
 
-def test_primary_restart_without_unacked_commits_keeps_idc_safe() -> None:
-    """A clean restart (uptime reset, no_tx 0) keeps IDC_SAFE and follows the new boot."""
-    new = step(IDC_SAFE, changed(H, M, uptime_s=30))
-    assert new.sync == SyncState.IDC_SAFE
-    assert new.baseline is not None and new.baseline.boot_wall == round(WALL - 30)
-    assert step(new, changed(H, M, uptime_s=30)) is new
+def test_a_primary_restart_is_proven_again_before_it_counts_as_safe() -> None:
+    """A restart leaves semi-sync unwatched from boot to first answer (a restart with semi-sync off
+    in its config commits uncounted): UNKNOWN, then the usual climb back to IDC_SAFE on evidence,
+    with the new boot as baseline."""
+    restarted = changed(H, M, uptime_s=30)
+    new = step(IDC_SAFE, restarted)
+    assert new.sync == SyncState.UNKNOWN and "restarted" in new.reason and new.baseline is None
+    waiting_ = step(new, restarted)
+    assert waiting_.recovery is not None and waiting_.recovery.target == pos(TOPO, S)
+    safe = step(waiting_, restarted)
+    assert safe.sync == SyncState.IDC_SAFE
+    assert safe.baseline is not None and safe.baseline.boot_wall == round(WALL - 30)
+    assert step(safe, restarted) is safe
 
 
-def test_a_safe_record_without_baseline_gets_one() -> None:
-    """A safe record missing its baseline takes the primary's current counters, without changing state."""
+def test_a_restarted_primary_that_committed_without_acks_is_async() -> None:
+    """Counters since the restart show un-acked commits or a switch-off: ASYNC, not UNKNOWN."""
+    new = step(IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_times=1))
+    assert new.sync == SyncState.ASYNC and "switched off 1 time" in new.reason
+
+
+def test_a_safe_record_without_baseline_is_proven_again() -> None:
+    """A safe record missing its baseline has nothing to compare the counters with: UNKNOWN."""
     new = step(IDC_SAFE.model_copy(update={"baseline": None}), with_master(H, M, no_tx=7))
-    assert new.sync == SyncState.IDC_SAFE
-    assert new.baseline == baseline(TOPO, M, no_tx=7)
+    assert new.sync == SyncState.UNKNOWN and "no semi-sync counter baseline" in new.reason
 
 
 def test_uptime_jitter_within_tolerance_is_the_same_boot() -> None:

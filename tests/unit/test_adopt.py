@@ -1,0 +1,118 @@
+"""Adoption: decide() acts on a shard only while the servers look like its record says, so a stale
+or lost store, or a promotion made by hand, is never enforced on the real primary."""
+
+from __future__ import annotations
+
+from idc_ha.decide.memory import Memory
+from idc_ha.decide.plan import Decision, Fence, StartReplica
+from idc_ha.decide.rules import decide
+from idc_ha.model.alert import AlertKind
+from idc_ha.model.gtid import GtidPos
+from idc_ha.model.ids import NodeName, ShardName
+from idc_ha.model.observation import NodeObservation
+from idc_ha.model.policy import Policy
+from idc_ha.model.state import Control, ShardRecord
+
+from .builders import SHARDS, TOPO, WALL, changed, home_nodes, idc_lost, records, steady, with_replica
+
+H = home_nodes()
+ALL = frozenset(SHARDS)
+Nodes = dict[NodeName, NodeObservation]
+
+
+def tick(
+    nodes: Nodes,
+    recs: dict[ShardName, ShardRecord] | None = None,
+    *,
+    adopted: frozenset[ShardName] = frozenset(),
+    control: Control | None = None,
+) -> Decision:
+    """One decide() over a steady history of ``nodes`` by a controller that has adopted ``adopted``."""
+    return decide(
+        steady(nodes),
+        TOPO,
+        Policy(),
+        records() if recs is None else recs,
+        control or Control(),
+        wall=WALL,
+        memory=Memory(adopted=adopted),
+    )
+
+
+def fenced(d: Decision, shard: str) -> list[str]:
+    return [s.node for s in d.reconcile.get(ShardName(shard), ()) if isinstance(s, Fence)]
+
+
+# shard1 failed over to shard1-sx (epoch 2 in reality); the store restored from before it says epoch 1
+AFTER_FAILOVER = changed(changed(H, "shard1-sx", read_only=False, replica=None), "shard1-m", read_only=True)
+
+
+def test_a_restored_older_store_never_fences_the_real_primary() -> None:
+    """Gap 9: a fresh controller with an epoch-1 record for shard1 while shard1-sx is the writable
+    primary: shard1 is not adopted, nothing is fenced or written for it, and the alert says so."""
+    d = tick(AFTER_FAILOVER)
+    assert fenced(d, "shard1") == [] and "shard1" not in d.records and d.plans == ()
+    assert "shard1" not in d.memory.adopted and {"meta", "shard2"} <= d.memory.adopted
+    [a] = [a for a in d.alerts if a.kind == AlertKind.UNADOPTED]
+    assert a.shard == "shard1" and "read-only" in a.reason and "epoch 1" in a.reason
+    assert "stale one is refused, never enforced" in a.hint
+
+
+def test_the_same_store_is_adopted_once_the_servers_match_it() -> None:
+    """The record is adopted the first round reality matches it, and only then acted on."""
+    d = tick(H)
+    assert d.memory.adopted == ALL and not [a for a in d.alerts if a.kind == AlertKind.UNADOPTED]
+
+
+def test_a_promotion_by_hand_is_not_undone() -> None:
+    """IDC1 is dead and shard1 was not proven; a DBA promotes shard1-sx by hand (detached, writable).
+    The running controller drops shard1 from its adopted shards instead of fencing shard1-sx."""
+    by_hand = changed(idc_lost(TOPO, H, "IDC1"), "shard1-sx", read_only=False, replica=None)
+    d = tick(by_hand, adopted=ALL)
+    assert fenced(d, "shard1") == [] and "shard1" not in d.memory.adopted
+    [a] = [a for a in d.alerts if a.kind == AlertKind.UNADOPTED]
+    assert "shard1-sx is writable and replicates from nothing of the shard" in a.reason
+
+
+def test_a_writable_replica_of_the_primary_is_still_fenced() -> None:
+    """A stray: shard1-rem opened by mistake while shard1-m is the writable primary."""
+    d = tick(changed(H, "shard1-rem", read_only=False), adopted=ALL)
+    assert fenced(d, "shard1") == ["shard1-rem"] and "shard1" in d.memory.adopted
+
+
+def test_a_writable_replica_is_not_fenced_while_the_primary_is_away() -> None:
+    """With shard1-m unreachable, a writable shard1-sx that still names it as source may be a
+    promotion by hand: alerted, not fenced."""
+    nodes = changed(idc_lost(TOPO, H, "IDC1", witnessed=False), "shard1-sx", read_only=False)
+    d = tick(nodes, adopted=ALL)
+    assert fenced(d, "shard1") == []
+    assert [a for a in d.alerts if a.kind == AlertKind.DRIFT and "may have been promoted by hand" in a.reason]
+
+
+def test_pause_never_stops_fencing() -> None:
+    """Gap 7: paused, a writable stray is still fenced (pause stops promotions, not fences)."""
+    d = tick(changed(H, "shard1-rem", read_only=False), adopted=ALL, control=Control(paused=True))
+    assert fenced(d, "shard1") == ["shard1-rem"]
+
+
+def test_a_restarted_replica_is_started_relay_log_first() -> None:
+    """Gap 10: the cascade came back from a restart with skip-slave-start: both threads stopped and
+    nothing received this boot. The reconcile starts it (the step applies its relay log first)."""
+    nodes = with_replica(H, "shard1-cas", io_running="No", sql_running="No", gtid_io_pos=GtidPos())
+    d = tick(nodes, adopted=ALL)
+    assert d.reconcile["shard1"] == (
+        StartReplica(node="shard1-cas", source="shard1-sx", reason=d.reconcile["shard1"][0].reason),
+    )
+
+
+def test_a_replica_stopped_by_hand_is_left_alone() -> None:
+    """STOP SLAVE by a DBA keeps Gtid_IO_Pos: not a restart, nothing is started."""
+    d = tick(with_replica(H, "shard1-cas", io_running="No", sql_running="No"), adopted=ALL)
+    assert "shard1" not in d.reconcile
+
+
+def test_paused_restarted_replicas_are_only_alerted() -> None:
+    nodes = with_replica(H, "shard1-cas", io_running="No", sql_running="No", gtid_io_pos=GtidPos())
+    d = tick(nodes, adopted=ALL, control=Control(paused=True))
+    assert "shard1" not in d.reconcile
+    assert [a for a in d.alerts if a.kind == AlertKind.DRIFT and "the controller is paused" in a.reason]
