@@ -254,6 +254,10 @@ class Executor:
             sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
             stmts += ["STOP SLAVE", sql, "START SLAVE"]
         elif o.semisync_slave is not None and o.semisync_slave.status and o.replica.io_connected:
+            if not o.semisync_slave.enabled:
+                # Acking on the role it negotiated, but the next reconnect would come back async.
+                await self.admin.run(node, "SET GLOBAL rpl_semi_sync_slave_enabled=ON")
+                return "acking; semi-sync slave setting switched back on"
             return "already acking"
         else:
             # The semi-sync role is negotiated when the IO thread connects. This node is not

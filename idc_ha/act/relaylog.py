@@ -89,13 +89,16 @@ async def _events(admin: RelayPort, node: NodeName, file: str) -> list[dict[str,
 
 async def resume_point(admin: RelayPort, node: NodeName, o: NodeObservation) -> Resume:
     """Read the relay logs from the file relay-log.info names onwards: the first event group not
-    in ``gtid_slave_pos`` (None when all is applied), and the last GTID they hold."""
+    in ``gtid_slave_pos`` (None when all is applied), and the last GTID of a *complete* group they
+    hold. A group is complete at its Xid (or COMMIT) event, a DDL at the Query after its GTID; a
+    group cut off half-way by the loss was never acknowledged and is never waited for."""
     r = o.replica
     if r is None or not r.relay_log_file:
         return Resume(None, None, GtidPos())
     applied = o.gtid_slave_pos
     first: tuple[str, int] | None = None
     last = GtidPos()
+    open_group: tuple[GtidPos, bool] | None = None  # (its GTID, transactional: ends at Xid/COMMIT)
     name, missing, seen_any = r.relay_log_file, 0, False
     while missing <= MAX_MISSING:
         rows = await _events(admin, node, name)
@@ -107,18 +110,23 @@ async def resume_point(admin: RelayPort, node: NodeName, o: NodeObservation) -> 
             continue
         seen_any = True
         for row in rows:
-            if str(row.get("Event_type")) != "Gtid":
-                continue
-            m = _GTID.search(str(row.get("Info", "")))
-            if m is None:
-                continue
-            try:
-                g = GtidPos.parse(m[1])
-            except GtidParseError:
-                continue
-            last = last.merge(g)
-            if first is None and not applied.contains(g):
-                first = (name, int(str(row["Pos"])))
+            kind, info = str(row.get("Event_type")), str(row.get("Info", ""))
+            if kind == "Gtid":
+                m = _GTID.search(info)
+                if m is None:
+                    continue
+                try:
+                    g = GtidPos.parse(m[1])
+                except GtidParseError:
+                    continue
+                open_group = (g, info.startswith("BEGIN"))
+                if first is None and not applied.contains(g):
+                    first = (name, int(str(row["Pos"])))
+            elif open_group is not None:
+                g, transactional = open_group
+                ends = kind == "Xid" or (kind == "Query" and (not transactional or info.upper().startswith("COMMIT")))
+                if ends:
+                    last, open_group = last.merge(g), None
         name = _next_name(name)
     if first is None:
         return Resume(None, None, last)

@@ -9,12 +9,21 @@ true, and stays adopted for the life of this controller while reality keeps agre
 * the recorded primary answers and is writable;
 * every other writable node of the shard is one the record expects to fence (``fence_pending``),
   or a stray that still replicates from a node of the shard (opened by mistake: fenced);
-* every recorded acker replicates from the recorded primary.
+* every recorded acker that answers replicates from the recorded primary (an unreachable one
+  says nothing against the record, and must not keep returning old primaries unfenced).
 
 An adopted shard loses adoption when a node is writable, replicates from nothing of the shard,
 is not to be fenced, and the recorded primary is unreachable or read-only: that is a promotion
-made outside the controller, and fencing it would stop the real primary. A record with an
-operation in flight is always adopted: it is this controller's own promise, resumed as written.
+made outside the controller, and fencing it would stop the real primary.
+
+A record with an operation in flight is this controller's own promise: a running controller
+resumes it as written. A controller that just started (the store may be an old backup, or a human
+may have acted meanwhile) first checks that reality still fits the operation: its target answers
+and still replicates from the old primary, or was detached by the operation itself, and no node
+outside the operation's fence list turned writable on its own.
+
+Every node a record names must be a node of that shard in the config; a record that names
+another (a node removed from the config) is never acted on.
 
 Pure; the adopted set is memory handed back by the daemon each tick (never durable: a restarted
 controller checks again).
@@ -48,6 +57,37 @@ def outside_promotion(rec: ShardRecord, snap: Snapshot, t: Topology) -> NodeName
     return None
 
 
+def record_problem(rec: ShardRecord, t: Topology) -> str | None:
+    """A node the record names that the config does not have in this shard, or None."""
+    shard = {n.name for n in t.nodes_by_shard.get(rec.shard, ())}
+    named = [rec.primary, *rec.ackers, *rec.upstreams, *rec.upstreams.values(), *rec.out, *rec.fence_pending]
+    if rec.op is not None:
+        named += [rec.op.old_primary, rec.op.target, *rec.op.new_ackers, *rec.op.fence]
+    for n in named:
+        if n not in shard:
+            return f"the record names {n}, which the config does not have in shard {rec.shard}"
+    return None
+
+
+def op_mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
+    """Why an operation found in the store no longer fits reality, or None (see the module docstring)."""
+    op = rec.op
+    assert op is not None
+    if rec.primary == op.target:
+        return None  # the new layout is committed: what is left is opening and publishing
+    o = snap.nodes.get(op.target)
+    if o is None or not o.reachable:
+        return f"the operation's target {op.target} does not answer"
+    if o.replica is not None and o.source != op.old_primary:
+        return f"the operation's target {op.target} replicates from {o.replica.source_host}:{o.replica.source_port}"
+    shard = _shard_nodes(rec, t)
+    for name in sorted(shard - {op.target, *op.fence, *rec.fence_pending}):
+        w = snap.nodes.get(name)
+        if w is not None and w.writable and (w.source is None or w.source not in shard):
+            return f"{name} is writable and replicates from nothing of the shard: promoted by hand?"
+    return None
+
+
 def mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
     """Why the servers do not look like ``rec``, or None when they do (see the module docstring)."""
     p = snap.nodes.get(rec.primary)
@@ -68,6 +108,6 @@ def mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
         return f"{', '.join(rivals)} writable beside {rec.primary}, replicating from nothing of the shard"
     for a in rec.ackers:
         o = snap.nodes.get(a)
-        if o is None or o.source != rec.primary:
+        if o is not None and o.reachable and o.source != rec.primary:
             return f"the acker {a} does not replicate from {rec.primary}"
     return None

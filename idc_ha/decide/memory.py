@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from idc_ha.decide.contact import Contact
-from idc_ha.model.ids import ShardName
+from idc_ha.model.ids import IdcName, ShardName
 
 
 class Memory(BaseModel):
@@ -15,3 +15,5 @@ class Memory(BaseModel):
 
     contacts: dict[ShardName, Contact] = {}  # per shard: what this controller watched of its primary
     adopted: frozenset[ShardName] = frozenset()  # shards whose record reality was seen to match
+    at: float | None = None  # taken_at of the newest snapshot already decided on
+    dead_idcs: frozenset[IdcName] = frozenset()  # confirmed down, and none of their nodes answered since

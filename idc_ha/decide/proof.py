@@ -9,11 +9,12 @@ A shard may be moved to its acker without a human only when all of these hold:
    waiting for its ack when the link or the primary went) was never acknowledged: it does not
    block the promotion;
 2. the candidate is the one recorded acker, in another IDC of the same city;
-3. the candidate is reachable, replicates from the recorded primary, has itself lost its link to
-   it, and its SQL thread has no error;
+3. the candidate is reachable, replicates from the recorded primary, no longer receives from it
+   (its IO thread is not connected), and its SQL thread has no error;
 4. this controller watched the primary (``Contact``) without a break for ``min_watch_s``, and the
-   primary's blind spell (last answer -> loss corroborated by the acker's lost link) is at most
-   ``max_blind_s``: semi-sync could not have been weakened unseen for longer;
+   primary's blind spell (last answer -> loss corroborated: refused ever since, or the acker's
+   lost link seen in every round) is at most ``max_blind_s``: semi-sync could not have been
+   weakened unseen for longer;
 5. the candidate has not restarted, nor gone back in what it received, since that last answer
    (a restart may discard its relay log);
 6. every reachable node that stays in the layout (those replicating from the candidate) holds
@@ -42,7 +43,7 @@ class Proof(BaseModel):
     reason: str
 
 
-BOOT_TOLERANCE_S = 5.0
+UPTIME_TOLERANCE_S = 2.0  # Uptime is whole seconds, and the probe reads it a little after taken_at
 
 
 def prove_idc_failover(
@@ -65,12 +66,8 @@ def prove_idc_failover(
         return no(f"the acker {cand} is unreachable ({o.error if o else 'not probed'})", cand)
     if o.replica is None or o.source != rec.primary:
         return no(f"the acker {cand} does not replicate from the recorded primary {rec.primary}", cand)
-    if not o.replica.link_lost:
-        return no(
-            f"the acker {cand} has not lost its link to {rec.primary} (IO thread {o.replica.io_running}): "
-            "it does not see the primary gone",
-            cand,
-        )
+    if o.replica.io_connected:
+        return no(f"the acker {cand} is still connected to {rec.primary}: it does not see the primary gone", cand)
     if o.replica.last_sql_errno:
         return no(
             f"the acker {cand}'s SQL thread stopped with error {o.replica.last_sql_errno}: "
@@ -100,9 +97,11 @@ def prove_idc_failover(
             "commits acknowledged without the acker",
             cand,
         )
-    if contact.acker_boot_wall is None:
-        return no(f"the acker {cand} was not seen when {rec.primary} was last seen", cand)
-    if abs((snap.wall - o.uptime_s) - contact.acker_boot_wall) > BOOT_TOLERANCE_S:
+    if contact.acker_seen_at is None:
+        return no(f"the acker {cand} was never seen while this controller watched {rec.primary}", cand)
+    # Uptime must have grown as much as the controller's own monotonic clock since: a restart
+    # shows as less, and a step of the wall clock (NTP, a resumed VM) does not show at all.
+    if o.uptime_s - contact.acker_uptime_s < snap.taken_at - contact.acker_seen_at - UPTIME_TOLERANCE_S:
         return no(f"the acker {cand} restarted after {rec.primary} was last seen: its relay log may be gone", cand)
     received = o.received()
     if not received.contains(contact.acker_received):

@@ -44,7 +44,7 @@ from idc_ha.decide.plan import (
 )
 from idc_ha.decide.proof import prove_idc_failover
 from idc_ha.decide.syncstate import next_record
-from idc_ha.decide.verdicts import Health, Verdicts, assess
+from idc_ha.decide.verdicts import Health, Verdicts, assess, latch
 from idc_ha.errors import InvariantViolation
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import NodeName, ShardName, SyncState
@@ -96,7 +96,8 @@ def decide(
     """
     mem = memory or Memory()
     snap = history[-1]
-    v = assess(history, topology, policy.detection)
+    fresh = tuple(s for s in history if mem.at is None or s.taken_at > mem.at) or (snap,)
+    v = latch(assess(history, topology, policy.detection), snap, topology, mem.dead_idcs, policy.detection)
     alerts: list[Alert] = []
     reasons: dict[ShardName, str] = {}
     changed: dict[ShardName, ShardRecord] = {}
@@ -107,13 +108,13 @@ def decide(
     for shard in topology.shards:
         old = records.get(shard.name)
         rec = old or home_record(topology, shard.name, wall=wall)
-        why_not = _adoption(rec, history, topology, was_adopted=shard.name in mem.adopted)
+        why_not = _adoption(rec, fresh, topology, was_adopted=shard.name in mem.adopted)
         if why_not is not None:
             alerts.append(_unadopted(rec, why_not, home=old is None))
             reasons[shard.name] = f"no action: not adopted ({why_not})"
             continue
         adopted.add(shard.name)
-        new = next_record(rec, snap, topology, wall=wall)
+        new = next_record(rec, snap, topology, wall=wall, prev=history[-2] if len(history) > 1 else None)
         if old is None or new is not rec:
             changed[shard.name] = new
         if new.sync != rec.sync:
@@ -202,17 +203,33 @@ def decide(
         reasons=reasons,
         verdicts=v,
         reconcile=reconcile,
-        memory=Memory(contacts=seen, adopted=frozenset(adopted)),
+        memory=Memory(
+            contacts=seen,
+            adopted=frozenset(adopted),
+            at=snap.taken_at,
+            dead_idcs=frozenset(i for i, h in v.idcs.items() if h == Health.DEAD),
+        ),
     )
     check(decision, records, snap, topology)
     return decision
 
 
 def _adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, was_adopted: bool) -> str | None:
-    """None when the controller may act on this shard now; else why not (see ``adopt``). A
-    record with an operation in flight is this controller's own promise and is always adopted."""
+    """None when the controller may act on this shard now; else why not (see ``adopt``).
+    ``history`` holds the snapshots not decided on before."""
+    bad = adopt.record_problem(rec, t)
+    if bad is not None:
+        return bad
     if rec.op is not None:
-        return None
+        if was_adopted:
+            return None  # this controller's own operation: resumed as written
+        why_op = "no snapshot"
+        for snap in history:
+            m = adopt.op_mismatch(rec, snap, t)
+            if m is None:
+                return None
+            why_op = m
+        return f"operation {rec.op.id} in the store no longer fits: {why_op}"
     if was_adopted:
         rival = adopt.outside_promotion(rec, history[-1], t)
         if rival is None:

@@ -16,8 +16,8 @@ any safe state    timeout can expire, wait point not AFTER_SYNC,             UNK
                   wait_no_slave OFF
 any safe state    a node outside the recorded ackers could ack: it acks,      UNKNOWN
                   the primary counts more semi-sync clients than recorded
-                  ackers, or a client is unaccounted for while a node of
-                  the shard is unreachable
+                  ackers, or yes_tx rose while the recorded acker could
+                  not have acked (a client the controller cannot see)
 ASYNC / UNKNOWN   semi-sync on at both ends, acker connected: note the       (same, recovery
                   primary's binlog position as the target                     target recorded)
 ASYNC / UNKNOWN   the acker received the target, no un-acked commit since     IDC_SAFE (acker in
@@ -105,8 +105,31 @@ def _strict_mode(rec: ShardRecord, snap: Snapshot) -> Unsafe | None:
     return None
 
 
-def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology) -> Unsafe | None:
-    """Whether a node outside the recorded ackers could be acking the primary's commits."""
+def _acking(o: NodeObservation | None, primary: NodeName) -> bool:
+    """Seen connected to ``primary`` as a semi-sync replica that acks."""
+    return (
+        o is not None
+        and o.reachable
+        and o.source == primary
+        and o.replica is not None
+        and o.replica.io_connected
+        and o.semisync_slave is not None
+        and o.semisync_slave.status
+    )
+
+
+def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, prev: Snapshot | None) -> Unsafe | None:
+    """Whether a node other than the recorded acker could be acking the primary's commits:
+
+    * the primary counts more semi-sync clients than there are recorded ackers;
+    * a node of the shard outside the recorded ackers acks (its source being the primary, or an
+      address that matches no node: unknown counts as possible);
+    * ``Rpl_semi_sync_master_yes_tx`` rose since the previous round while the recorded acker
+      cannot have acked: seen not acking in both rounds (or unseen now, not acking before) and
+      holding nothing more. That is a client the controller cannot see (a replica it cannot reach,
+      or one outside the topology). A stale client count alone (a dump thread left over from a cut
+      link, measured) acks nothing and is no evidence.
+    """
     p = snap.nodes[rec.primary]
     m = p.semisync_master
     clients = m.clients if m else 0
@@ -115,33 +138,37 @@ def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology) -> Unsafe | Non
             f"{rec.primary} counts {clients} semi-sync replicas but {len(rec.ackers)} acker(s) are recorded: "
             "another replica may ack commits the acker never received"
         )
-    accounted = 0
-    unseen: list[str] = []
     for n in t.nodes_by_shard[rec.shard]:
         name = n.name
-        if name == rec.primary:
+        if name == rec.primary or name in rec.ackers:
             continue
         o = snap.nodes.get(name)
-        if o is None or not o.reachable:
-            if name not in rec.ackers:
-                unseen.append(name)
+        if o is None or not o.reachable or o.semisync_slave is None or not o.semisync_slave.status:
             continue
-        acking = o.semisync_slave is not None and o.semisync_slave.status
-        if name in rec.ackers:
-            if acking and o.source == rec.primary and o.replica is not None and o.replica.io_connected:
-                accounted += 1
-        elif acking and (o.source is None or o.source == rec.primary):
+        if o.source is None or o.source == rec.primary:
             return SyncState.UNKNOWN, f"{name} acks commits of {rec.primary} but is not the recorded acker"
-    if unseen and clients > accounted:
-        return SyncState.UNKNOWN, (
-            f"{', '.join(unseen)} unreachable while {rec.primary} counts {clients} semi-sync client(s) and only "
-            f"{accounted} is a recorded acker seen acking: an unseen replica could be acking"
-        )
-    return None
+    before = prev.nodes.get(rec.primary) if prev is not None else None
+    mb = before.semisync_master if before is not None and before.reachable else None
+    if m is None or mb is None or before is None or before.server_id != p.server_id or m.yes_tx <= mb.yes_tx:
+        return None
+    for a in rec.ackers:
+        now, then = snap.nodes.get(a), prev.nodes.get(a) if prev is not None else None
+        if _acking(now, rec.primary) or _acking(then, rec.primary):
+            return None
+        seen_both = now is not None and now.reachable and then is not None and then.reachable
+        if seen_both and now is not None and then is not None and now.received() != then.received():
+            return None  # it received something in between, so it was connected and may have acked
+    return SyncState.UNKNOWN, (
+        f"{m.yes_tx - mb.yes_tx} commit(s) on {rec.primary} were acknowledged while the recorded acker "
+        f"{', '.join(rec.ackers)} was not acking: another semi-sync client (unseen, or outside the topology) acks"
+    )
 
 
-def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float) -> Unsafe | None:
-    """Why the shard cannot be counted synchronous right now, or None. The primary is reachable."""
+def unsafe_reason(
+    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, prev: Snapshot | None = None
+) -> Unsafe | None:
+    """Why the shard cannot be counted synchronous right now, or None. The primary is reachable;
+    ``prev`` is the round before, to tell who acked in between."""
     o = snap.nodes[rec.primary]
     m = o.semisync_master
     strict = _strict_mode(rec, snap)
@@ -151,7 +178,7 @@ def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float)
         return SyncState.ASYNC, f"semi-sync master is off on the primary {rec.primary}"
     if rec.sync in (SyncState.IDC_SAFE, SyncState.NODE_SAFE) and rec.baseline is None:
         return SyncState.UNKNOWN, f"no semi-sync counter baseline is recorded for {rec.primary}; proving again"
-    moved = counters_moved(rec.baseline, rec.primary, o, wall)
+    moved = counters_moved(rec.baseline, rec.primary, o, snap.wall)
     if moved is not None:
         return moved
     if not m.never_times_out:
@@ -173,7 +200,7 @@ def unsafe_reason(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float)
         )
     if m.wait_point.upper() != "AFTER_SYNC":
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_point on {rec.primary} is {m.wait_point}, not AFTER_SYNC"
-    return _other_ackers(rec, snap, t)
+    return _other_ackers(rec, snap, t, prev)
 
 
 def _acker_ready(rec: ShardRecord, snap: Snapshot) -> str | None:
@@ -199,14 +226,18 @@ def safe_state(rec: ShardRecord, t: Topology) -> SyncState:
     return SyncState.IDC_SAFE if all(t.idc_of(a) != pidc for a in rec.ackers) else SyncState.NODE_SAFE
 
 
-def next_record(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float) -> ShardRecord:
-    """The record after this observation; the same object when nothing changed (no write)."""
+def next_record(
+    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, prev: Snapshot | None = None
+) -> ShardRecord:
+    """The record after this observation; the same object when nothing changed (no write).
+    Boot times come from the snapshot's own wall clock (uptime was read then); ``wall`` only
+    stamps the record."""
     if rec.op is not None:
         return rec  # an operation in flight owns the record
     o = snap.nodes.get(rec.primary)
     if o is None or not o.reachable:
         return rec
-    bad = unsafe_reason(rec, snap, t, wall=wall)
+    bad = unsafe_reason(rec, snap, t, wall=wall, prev=prev)
     if bad is not None:
         state, why = bad
         if rec.sync == state and rec.recovery is None and rec.reason == why:
@@ -222,11 +253,11 @@ def next_record(rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float) -
         if rec.recovery is None and rec.reason.endswith(not_ready):
             return rec
         return rec.model_copy(update={"recovery": None, "reason": f"not proven: {not_ready}", "updated_wall": wall})
-    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, wall) is not None:
+    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, snap.wall) is not None:
         target = o.gtid_binlog_pos
         return rec.model_copy(
             update={
-                "recovery": Recovery(target=target, baseline=baseline_of(rec.primary, o, wall=wall)),
+                "recovery": Recovery(target=target, baseline=baseline_of(rec.primary, o, wall=snap.wall)),
                 "reason": f"semi-sync on at both ends; waiting for {rec.ackers[0]} to receive {target or 'nothing'}",
                 "updated_wall": wall,
             }

@@ -77,7 +77,14 @@ class AddressBook:
         hit = self._names.get(host)
         if hit is not None and self._clock() - hit[0] < self._ttl:
             return hit[1]
-        ips = self._resolver(host)
+        return self._store(host, self._resolver(host))
+
+    def _store(self, host: str, ips: frozenset[str]) -> frozenset[str]:
+        """Cache a lookup; a failed refresh keeps the last good answer (losing DNS along with an
+        IDC must not make every replica's source unknown and hide the witnesses)."""
+        old = self._names.get(host)
+        if not ips and old is not None and old[1]:
+            ips = old[1]
         self._names[host] = (self._clock(), ips)
         return ips
 
@@ -97,7 +104,7 @@ class AddressBook:
                 ips = await asyncio.to_thread(self._resolver, host)
         except TimeoutError:
             ips = frozenset()
-        self._names[host] = (self._clock(), ips)
+        self._store(host, ips)
 
     def node_at(self, host: str, port: int) -> NodeName | None:
         """The node listening at ``host:port``, or None. Never blocks: a name not yet learnt

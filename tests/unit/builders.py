@@ -349,3 +349,51 @@ def failover_op(
         fence=(f"{shard}-m",),
         steps_done=steps_done,
     )
+
+
+# -- a controller over time -------------------------------------------------------------------------
+
+
+class Ticker:
+    """decide() tick after tick as the daemon calls it: the history trimmed to the policy's
+    ``history_s``, the memory and the written records carried to the next tick."""
+
+    def __init__(
+        self,
+        recs: Mapping[ShardName, ShardRecord],
+        *,
+        policy: Any = None,
+        topo: Topology = TOPO,
+        control: Any = None,
+    ) -> None:
+        from idc_ha.model.policy import Policy
+        from idc_ha.model.state import Control
+
+        self.recs = dict(recs)
+        self.policy = policy or Policy()
+        self.control = control or Control()
+        self.t = topo
+        self.hist: list[Snapshot] = []
+        self.memory: Any = None
+        self.plans: dict[ShardName, float] = {}  # shard -> when its first plan was decided
+
+    def tick(self, at: float, nodes: Mapping[NodeName, NodeObservation]) -> Any:
+        from idc_ha.decide.rules import decide
+
+        snap = snapshot(nodes, at=at)
+        self.hist = [s for s in (*self.hist, snap) if snap.taken_at - s.taken_at <= self.policy.history_s]
+        d = decide(tuple(self.hist), self.t, self.policy, self.recs, self.control, wall=snap.wall, memory=self.memory)
+        self.memory = d.memory
+        self.recs.update(d.records)
+        for p in d.plans:
+            self.plans.setdefault(p.shard, at)
+        return d
+
+    def run(self, start: float, end: float, nodes: Mapping[NodeName, NodeObservation], *, every: float = 0.2) -> Any:
+        """Tick at start, start+every, ... before end, on the same observations; the last decision."""
+        d = None
+        k = 0
+        while start + k * every < end - 1e-9:
+            d = self.tick(round(start + k * every, 3), nodes)
+            k += 1
+        return d

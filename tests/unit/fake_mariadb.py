@@ -79,6 +79,7 @@ class Replica:
     semi: bool = False  # the semi-sync role negotiated when the IO thread last connected
     relay_file: int = 1
     info_at: int | None = None
+    partial: Gtid | None = None  # a group whose start reached the relay log but not its end (cut off)
     last_io_errno: int = 0
     last_sql_errno: int = 0
     last_sql_error: str = ""
@@ -322,6 +323,11 @@ class FakeCluster:
             )
             rows.append(
                 {"Log_name": name, "Pos": at + 40, "Event_type": "Xid", "Server_id": g.server, "Info": "COMMIT"}
+            )
+        if r.partial is not None:
+            at = 4 + EVENT_BYTES * len(r.log)
+            rows.append(
+                {"Log_name": name, "Pos": at, "Event_type": "Gtid", "Server_id": 0, "Info": f"BEGIN GTID {r.partial}"}
             )
         rows = [row for row in rows if int(row["Pos"]) >= start][offset:]
         return rows if limit is None else rows[:limit]

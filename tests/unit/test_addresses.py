@@ -55,3 +55,20 @@ def test_the_probe_names_the_source_node() -> None:
     slave = {"Master_Host": "::ffff:10.0.1.12", "Master_Port": 4406, "Slave_IO_Running": "Yes"}
     o = parse_observation("shard1-sx", variables, {}, slave, latency_ms=1.0, book=book())
     assert o.replica is not None and o.replica.source == "shard1-m" and o.source == "shard1-m"
+
+
+def test_a_failed_refresh_keeps_the_last_good_answer() -> None:
+    """DNS lost along with an IDC must not make every replica's source unknown (and so hide the
+    witnesses of that IDC's death): a refresh that fails keeps the last answer."""
+    now = [0.0]
+    up = [True]
+
+    def resolver(host: str) -> frozenset[str]:
+        return frozenset({"10.0.1.12"}) if up[0] else frozenset()
+
+    b = AddressBook(TOPO, resolver=resolver, ttl_s=60.0, clock=lambda: now[0])
+    asyncio.run(b.learn("db-m2.idc1"))
+    assert b.node_at("db-m2.idc1", 4406) == "shard1-m"
+    up[0], now[0] = False, 120.0
+    asyncio.run(b.learn("db-m2.idc1"))
+    assert b.node_at("db-m2.idc1", 4406) == "shard1-m"

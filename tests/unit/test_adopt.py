@@ -13,7 +13,7 @@ from idc_ha.model.observation import NodeObservation
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Control, ShardRecord
 
-from .builders import SHARDS, TOPO, WALL, changed, home_nodes, idc_lost, records, steady, with_replica
+from .builders import SHARDS, TOPO, WALL, changed, failover_op, home_nodes, idc_lost, records, steady, with_replica
 
 H = home_nodes()
 ALL = frozenset(SHARDS)
@@ -116,3 +116,64 @@ def test_paused_restarted_replicas_are_only_alerted() -> None:
     d = tick(nodes, adopted=ALL, control=Control(paused=True))
     assert "shard1" not in d.reconcile
     assert [a for a in d.alerts if a.kind == AlertKind.DRIFT and "the controller is paused" in a.reason]
+
+
+def test_a_stale_operation_in_the_store_is_not_resumed_over_a_promotion_by_hand() -> None:
+    """A fresh controller finds an IDC failover of shard1 in the store, but a DBA has meanwhile
+    promoted shard1-ms by hand (detached and writable) and repointed shard1-sx to it: the operation
+    no longer fits reality, so nothing is fenced or promoted and the alert says why."""
+    recs = records()
+    recs["shard1"] = recs["shard1"].model_copy(update={"op": failover_op("shard1")})
+    hand = changed(idc_lost(TOPO, H, "IDC1"), "shard1-ms", reachable=True, read_only=False, replica=None)
+    hand = with_replica(hand, "shard1-sx", source="shard1-ms", io_running="Yes")
+    d = tick(hand, recs)
+    assert "shard1" not in {p.shard for p in d.plans} and "shard1" not in d.memory.adopted
+    [a] = [a for a in d.alerts if a.kind == AlertKind.UNADOPTED and a.shard == "shard1"]
+    assert "no longer fits" in a.reason
+
+
+def test_the_controllers_own_operation_is_resumed_as_written() -> None:
+    """A running controller (shard adopted) resumes its operation whatever it sees."""
+    recs = records()
+    recs["shard1"] = recs["shard1"].model_copy(update={"op": failover_op("shard1")})
+    d = tick(idc_lost(TOPO, H, "IDC1"), recs, adopted=ALL)
+    assert "shard1" in {p.shard for p in d.plans}
+
+
+def test_a_record_naming_a_node_the_config_lacks_is_not_acted_on() -> None:
+    """A stored record names a node removed from the config: no crash, no action, an alert."""
+    recs = records()
+    recs["shard1"] = recs["shard1"].model_copy(update={"fence_pending": ("shard1-old",)})
+    d = tick(H, recs, adopted=ALL)
+    assert "shard1" not in d.memory.adopted and {"meta", "shard2"} <= d.memory.adopted
+    [a] = [a for a in d.alerts if a.kind == AlertKind.UNADOPTED]
+    assert "shard1-old, which the config does not have" in a.reason
+
+
+def test_an_unreachable_acker_does_not_stop_fencing_after_a_restart() -> None:
+    """After a failover (primary shard1-sx, old primaries to fence), a controller restarts while
+    the new acker shard1-cas does not answer: the record is still adopted, so returning old
+    primaries are fenced."""
+    from idc_ha.act.fence import pending
+
+    after = changed(changed(H, "shard1-sx", read_only=False, replica=None), "shard1-m", read_only=False, replica=None)
+    after = {n: o for n, o in after.items() if n != "shard1-cas"}
+    recs = records()
+    recs["shard1"] = recs["shard1"].model_copy(
+        update={
+            "epoch": 2,
+            "primary": "shard1-sx",
+            "ackers": ("shard1-cas",),
+            "upstreams": {"shard1-cas": "shard1-sx", "shard1-rem": "shard1-sx"},
+            "out": ("shard1-m", "shard1-ms"),
+            "fence_pending": ("shard1-m", "shard1-ms"),
+        }
+    )
+    d = tick(after, recs)
+    assert "shard1" in d.memory.adopted
+
+    class Book:
+        def all(self) -> dict[ShardName, ShardRecord]:
+            return recs
+
+    assert pending(Book(), d.memory.adopted) == {"shard1-m": "shard1", "shard1-ms": "shard1"}  # type: ignore[arg-type]

@@ -558,3 +558,35 @@ async def test_start_replica_stops_on_a_sql_error_and_keeps_the_relay_log(tmp_pa
         await asyncio.wait_for(d.executor.reconcile_step(StartReplica(node=SX, source=M, reason="t")), BOUND)
     assert "START SLAVE" not in c.statements(SX) and sx.discarded == []
     assert [a.kind for a in d.alerts.alerts] == [AlertKind.FAILOVER_STUCK]
+
+
+async def test_a_group_cut_off_half_way_in_the_relay_log_is_not_waited_for(
+    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+) -> None:
+    """The link went in the middle of transaction 151: its GTID event is in Sx's relay log, its
+    commit is not, and it was never acknowledged. After a crash of Sx (skip-slave-start) the
+    failover applies the 50 complete transactions and promotes, instead of waiting for 151."""
+    from idc_ha.model.gtid import Gtid
+
+    c = new_cluster(applied=10)
+    r = c.nodes[SX].replica
+    assert r is not None
+    r.partial = Gtid(0, c.nodes[M].server_id, 151)
+    c.restart(SX, skip_slave_start=True)
+    d = started(c, tmp_path)
+    await resume(d)
+    assert_promoted_without_loss(c, d.book)
+
+
+async def test_arming_an_acker_that_acks_with_the_setting_off_switches_the_setting_on(tmp_path: Path) -> None:
+    """The acker still acks on the role it negotiated, but rpl_semi_sync_slave_enabled was switched
+    off: the reconcile switches it back on (the next reconnect would come back async otherwise),
+    without restarting its IO thread."""
+    from idc_ha.decide.plan import ArmAcker
+
+    c = FakeCluster(TOPO).arrange_home()
+    c.nodes[SX].slave_enabled = False
+    d = daemon(c, tmp_path)
+    detail = await asyncio.wait_for(d.executor.reconcile_step(ArmAcker(node=SX, source=M, reason="t")), BOUND)
+    assert "switched back on" in detail
+    assert c.statements(SX) == ["SET GLOBAL rpl_semi_sync_slave_enabled=ON"] and c.nodes[SX].slave_enabled

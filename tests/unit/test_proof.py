@@ -134,13 +134,48 @@ def test_a_reconnect_of_the_acker_in_the_blind_spell_restarts_its_lost_link() ->
     assert not p.ok and "went unwatched" in p.reason
 
 
-def test_an_unreachable_acker_neither_starts_nor_ends_its_lost_link() -> None:
-    """One probe of the acker timing out while IDC1 is dead is no evidence either way: the loss
-    stays dated from when the acker first lost its link."""
+def test_an_unseen_acker_ends_its_lost_link() -> None:
+    """IDC1 silent (timeouts) and the acker unseen for one round 20 s later: it may have been
+    connected to a live primary meanwhile, so the loss is dated from after that round and the
+    blind spell (20 s) is refused."""
     acker_blip = changed(IDC1_DOWN, SX, reachable=False, failure="timeout", error="timed out")
     hist = frames((H, 3.0, 6), (IDC1_DOWN, 20.0, 40), (acker_blip, 0.2, 1), (IDC1_DOWN, 2.0, 4))
     p = prove(hist)
+    assert not p.ok and "went unwatched for 20." in p.reason
+
+
+def refused(nodes: Nodes) -> Nodes:
+    return {n: (o.model_copy(update={"failure": "refused"}) if not o.reachable else o) for n, o in nodes.items()}
+
+
+def test_a_refused_primary_is_corroborated_whatever_the_acker_does_later() -> None:
+    """The primary's port has been closed every round since it was lost: an acker unseen for a
+    round 20 s later changes nothing."""
+    down = refused(IDC1_DOWN)
+    acker_blip = changed(down, SX, reachable=False, failure="timeout", error="timed out")
+    p = prove(frames((H, 3.0, 6), (down, 20.0, 40), (acker_blip, 0.2, 1), (down, 2.0, 4)))
     assert p.ok, p.reason
+
+
+def test_a_lost_connection_before_the_refusals_costs_one_round() -> None:
+    """A SIGKILL first shows as a lost connection on the kept probe connection (not refused), then
+    as refusals; the acker's IO thread was stopped by hand, so only the refusals corroborate: at
+    the first refusal, one round after the loss."""
+    silent = with_replica(idc_lost(TOPO, H, "IDC1", witnessed=False), SX, io_running="No", last_io_errno=0)
+    first = {n: (o.model_copy(update={"failure": "other"}) if not o.reachable else o) for n, o in silent.items()}
+    p = prove(frames((H, 3.0, 6), (first, 0.2, 1), (refused(silent), 2.0, 10)))
+    assert p.ok and "with 0.7 s blind" in p.reason, p.reason  # last answer 2.5, lost 3.0, refused from 3.2
+
+
+def test_an_acker_restart_is_seen_through_a_wall_clock_step() -> None:
+    """Restarts are judged by uptime against the controller's monotonic clock: a wall-clock step
+    of 8 s (NTP, a resumed VM) is no restart, and a real restart still is."""
+    hist = watched(steady(IDC1_DOWN))
+    stepped = tuple(s.model_copy(update={"wall": s.wall + 8.0}) if k >= 6 else s for k, s in enumerate(hist))
+    assert prove(stepped).ok
+    restarted = (*hist[:-1], snapshot(changed(IDC1_DOWN, SX, uptime_s=1), at=hist[-1].taken_at))
+    p = prove(restarted)
+    assert not p.ok and "restarted" in p.reason
 
 
 def test_an_acker_that_restarted_after_the_loss_is_not_proven() -> None:
@@ -162,14 +197,27 @@ def test_an_acker_still_connected_to_the_primary_is_not_a_candidate() -> None:
     """If the acker still hears the primary, the primary is not gone for it: no promotion."""
     connected = with_replica(IDC1_DOWN, "shard1-sx", io_running="Yes", last_io_errno=0)
     p = prove(watched(steady(connected)))
-    assert not p.ok and "has not lost its link" in p.reason
+    assert not p.ok and "still connected" in p.reason
 
 
-def test_an_acker_whose_io_thread_was_stopped_by_hand_is_no_witness() -> None:
-    """An IO thread stopped with no error says nothing about the primary: no promotion."""
+def test_an_acker_stopped_by_hand_does_not_corroborate_a_silent_loss() -> None:
+    """The primary times out (maybe only the controller is cut off) and the acker's IO thread was
+    stopped by hand: nothing corroborates the loss, so no proof."""
     stopped = with_replica(IDC1_DOWN, "shard1-sx", io_running="No", last_io_errno=0)
     p = prove(watched(steady(stopped)))
-    assert not p.ok and "has not lost its link" in p.reason
+    assert not p.ok and "not corroborated" in p.reason
+
+
+def test_a_refused_primary_needs_no_acker_reconnecting() -> None:
+    """The primary's port is closed (refused every round since it was last seen): its loss is
+    corroborated at once, even though the acker's IO thread was stopped by hand earlier and holds
+    what it received."""
+    stopped = with_replica(H, SX, io_running="No", last_io_errno=0)
+    gone = idc_lost(TOPO, stopped, "IDC1", witnessed=False)
+    gone = {n: (o.model_copy(update={"failure": "refused"}) if not o.reachable else o) for n, o in gone.items()}
+    assert gone[SX].replica is not None and gone[SX].replica.io_running == "No"
+    p = prove(frames((H, 3.0, 6), (stopped, 2.0, 4), (gone, 2.0, 4)))
+    assert p.ok, p.reason
 
 
 @settings(max_examples=300, deadline=None)
