@@ -15,8 +15,28 @@ from idc_ha.model.state import ShardRecord, home_record
 from idc_ha.model.topology import Topology
 
 
+def _slow_to_notice(field: str, net_timeout_s: int, max_blind_s: float | None) -> Problem | None:
+    """An acker (or a node that becomes one) whose slave_net_timeout makes a silent IDC unprovable."""
+    if max_blind_s is None or not net_timeout_s or net_timeout_s + 1 < max_blind_s:
+        return None
+    return Problem(
+        field=field,
+        message=f"slave_net_timeout is {net_timeout_s} s: an acker this slow to notice a silent primary makes "
+        f"the blind spell exceed proof.max_blind_s ({max_blind_s} s), so an IDC that goes silent (rather "
+        "than refusing connections) is never failed over automatically",
+        fix=f"SET GLOBAL slave_net_timeout={max(1, int(max_blind_s // 3))} (and in its config file, with "
+        "MASTER_HEARTBEAT_PERIOD below it), or raise proof.max_blind_s",
+        severity="warning",
+    )
+
+
 def live_problems(
-    t: Topology, snap: Snapshot, records: Mapping[ShardName, ShardRecord], *, wall: float
+    t: Topology,
+    snap: Snapshot,
+    records: Mapping[ShardName, ShardRecord],
+    *,
+    wall: float,
+    max_blind_s: float | None = None,
 ) -> list[Problem]:
     out: list[Problem] = []
     for s in t.shards:
@@ -142,6 +162,10 @@ def live_problems(
                             severity="warning",
                         )
                     )
+            if name in rec.ackers or t.node_by_name[name].role in ("acker", "cascade"):
+                slow = _slow_to_notice(field, o.slave_net_timeout_s, max_blind_s)
+                if slow is not None:
+                    out.append(slow)
             if name in rec.ackers:
                 if ss is None or not ss.enabled:
                     out.append(

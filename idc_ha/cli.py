@@ -69,8 +69,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(args, e, 1)
     problems: list[Problem] = config_problems(cfg)
+    policy: Policy | None = None
     try:
-        load_policy(cfg.policy)
+        policy = load_policy(cfg.policy)
     except ConfigError as e:
         problems += e.problems
     live_ran = False
@@ -79,7 +80,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         from idc_ha.coord.store import FileStore
 
         snap = asyncio.run(_probe_once(cfg))
-        problems += live_problems(cfg.topology, snap, FileStore(cfg.state_dir).load_records(), wall=time.time())
+        problems += live_problems(
+            cfg.topology,
+            snap,
+            FileStore(cfg.state_dir).load_records(),
+            wall=time.time(),
+            max_blind_s=policy.proof.max_blind_s if policy else None,
+        )
         live_ran = True
     errors = [p for p in problems if p.severity == "error"]
     t = cfg.topology

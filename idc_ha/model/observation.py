@@ -142,6 +142,7 @@ class NodeObservation(FrozenValue):
     semisync_slave: SemiSyncSlave | None = None
     threads_connected: int = 0
     uptime_s: int = 0
+    slave_net_timeout_s: int = 0  # how long this node, as a replica, takes to notice a silent source (0: unknown)
 
     @property
     def writable(self) -> bool:

@@ -38,7 +38,7 @@ PROBE_SQL = (
     "SELECT @@read_only, @@server_id, @@version, @@gtid_binlog_pos, @@gtid_slave_pos, "
     "@@gtid_current_pos, @@gtid_strict_mode, @@rpl_semi_sync_master_enabled, "
     "@@rpl_semi_sync_master_wait_point, @@rpl_semi_sync_master_timeout, "
-    "@@rpl_semi_sync_master_wait_no_slave, @@rpl_semi_sync_slave_enabled;"
+    "@@rpl_semi_sync_master_wait_no_slave, @@rpl_semi_sync_slave_enabled, @@slave_net_timeout;"
     "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
     "'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_master_yes_tx', 'Rpl_semi_sync_master_no_tx', "
     "'Rpl_semi_sync_master_wait_sessions', 'Rpl_semi_sync_master_no_times', 'Rpl_semi_sync_slave_status', "
@@ -89,7 +89,7 @@ def parse_observation(
 ) -> NodeObservation:
     """Build a NodeObservation from the three result sets of PROBE_SQL; ``book`` names the
     replica's source node by resolved address (without it the source stays unknown)."""
-    (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on) = variables
+    (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on, *rest) = variables
     master = SemiSyncMaster(
         enabled=_on(m_on),
         status=_on(status.get("Rpl_semi_sync_master_status", "OFF")),
@@ -138,6 +138,7 @@ def parse_observation(
         semisync_master=master,
         semisync_slave=SemiSyncSlave(enabled=_on(s_on), status=_on(status.get("Rpl_semi_sync_slave_status", "OFF"))),
         threads_connected=int(status.get("Threads_connected", 0)),
+        slave_net_timeout_s=int(rest[0]) if rest else 0,
         uptime_s=int(status.get("Uptime", 0)),
     )
 

@@ -1,0 +1,33 @@
+"""`idc-ha check --live` on built snapshots: what it names and what it leaves alone."""
+
+from __future__ import annotations
+
+from idc_ha.check import live_problems
+
+from .builders import TOPO, WALL, changed, home_nodes, records, snapshot
+
+H = home_nodes()
+
+
+def problems_for(nodes: dict, **kw: float) -> list[str]:  # type: ignore[type-arg]
+    return [f"{p.field}: {p.message}" for p in live_problems(TOPO, snapshot(nodes), records(), wall=WALL, **kw)]
+
+
+def test_the_home_layout_has_no_problem() -> None:
+    assert problems_for(H, max_blind_s=10.0) == []
+
+
+def test_an_acker_slow_to_notice_a_silent_primary_is_named() -> None:
+    """slave_net_timeout 60 s (MariaDB's default) on an acker or a cascade: a silent IDC could
+    never be proven within proof.max_blind_s, and the problem says so."""
+    slow = changed(changed(H, "shard1-sx", slave_net_timeout_s=60), "shard2-cas", slave_net_timeout_s=60)
+    found = problems_for(slow, max_blind_s=10.0)
+    assert len(found) == 2 and all("slave_net_timeout is 60 s" in f for f in found)
+    assert found[0].startswith("node shard1-sx") and found[1].startswith("node shard2-cas")
+    assert problems_for(changed(H, "shard1-sx", slave_net_timeout_s=2), max_blind_s=10.0) == []
+
+
+def test_strict_mode_off_is_an_error_now() -> None:
+    """The position algebra needs gtid_strict_mode: without it the shard is never promoted."""
+    found = live_problems(TOPO, snapshot(changed(H, "shard1-cas", gtid_strict_mode=False)), records(), wall=WALL)
+    assert [p.severity for p in found] == ["error"] and "never promoted automatically" in found[0].message
