@@ -49,6 +49,7 @@ class Route:
 @dataclass
 class ShardLedger:
     acked: dict[int, float] = field(default_factory=dict)  # id -> wall time of the ack
+    acked_on: dict[int, str] = field(default_factory=dict)  # id -> the node that acknowledged it
     in_doubt: set[int] = field(default_factory=set)
     attempted: int = 0
     errors: int = 0
@@ -151,6 +152,7 @@ class Workload:
                         f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time())
                     )
                 led.acked[i] = time.time()
+                led.acked_on[i] = route.node
                 if not led.nodes_written or led.nodes_written[-1] != route.node:
                     led.nodes_written.append(route.node)
             except pymysql.err.OperationalError as e:
@@ -189,15 +191,27 @@ class Workload:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def first_ack_after(self, shard: str, t: float) -> float | None:
-        after = [a for a in self.ledgers[shard].acked.values() if a > t]
+    def first_ack_after(self, shard: str, t: float, *, not_on: str | None = None) -> float | None:
+        """The first ack timestamped after ``t`` (by a node other than ``not_on``). A write the old
+        primary acknowledged just before it died can be stamped a little after the fault ended
+        (the client's loop was busy), so the write-unavailability window is measured to the first
+        ack by another node."""
+        led = self.ledgers[shard]
+        after = [a for i, a in led.acked.items() if a > t and (not_on is None or led.acked_on.get(i) != not_on)]
         return min(after) if after else None
 
+    def node_before(self, shard: str, t: float) -> str | None:
+        """The node that acknowledged the shard's last write before ``t``."""
+        led = self.ledgers[shard]
+        before = [(a, i) for i, a in led.acked.items() if a <= t]
+        return led.acked_on.get(max(before)[1]) if before else None
+
     async def wait_all_acked_after(self, t: float, *, timeout: float) -> bool:
-        """Until every shard has an ack later than ``t`` (True), or the timeout (False)."""
+        """Until every shard has an ack later than ``t`` by another node than the one before ``t``
+        (True), or the timeout (False)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self.first_ack_after(s, t) is not None for s in self.ledgers):
+            if all(self.first_ack_after(s, t, not_on=self.node_before(s, t)) is not None for s in self.ledgers):
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -225,7 +239,7 @@ class Workload:
             gaps = [b - a for a, b in itertools.pairwise(times)]
             rto = None
             if fault_at is not None:
-                first = self.first_ack_after(s, fault_over or fault_at)
+                first = self.first_ack_after(s, fault_over or fault_at, not_on=self.node_before(s, fault_at))
                 rto = round(first - fault_at, 3) if first is not None else None
             out[s] = {
                 "acked": len(acked),

@@ -27,6 +27,7 @@ from tests.integration.test_failover import (
     assert_primaries_in_idc2,
     collector,
     run_workload_through,
+    wait_all_in_idc2,
 )
 
 MAX_BLIND_S = Proof().max_blind_s
@@ -129,11 +130,7 @@ def test_gap9_an_older_store_restored_never_fences_the_real_primary(lab: Lab, da
     backup = tmp_path / "store-backup"
     shutil.copytree(daemon.store.dir, backup, ignore=shutil.ignore_patterns("*.lock"))
     kill_idc(lab, "IDC1")
-    daemon.wait_records(
-        lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in SHARDS),
-        timeout=RTO_PROMISE_S,
-        what="every shard in IDC2",
-    )
+    wait_all_in_idc2(daemon)
     daemon.stop()
     shutil.rmtree(daemon.store.dir)
     shutil.copytree(backup, daemon.store.dir)

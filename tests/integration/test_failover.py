@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from idc_ha.model.ids import SyncState
+from idc_ha.model.state import ShardRecord
 from sim.chaos import kill_idc as chaos_kill_idc
 from sim.harness import ROOT, Daemon, Lab, kill_idc
 from sim.workload import Workload
@@ -56,6 +57,15 @@ def assert_no_acked_write_lost(report: dict[str, dict[str, object]]) -> None:
         assert r["lost"] == 0, f"{s}: lost acknowledged writes {r['lost_sample']}"
         assert r["duplicated"] == 0 and r["unexpected"] == 0, r
         assert int(r["acked"]) > 0  # type: ignore[call-overload]
+
+
+def wait_all_in_idc2(daemon: Daemon, what: str = "every shard in IDC2") -> dict[str, ShardRecord]:
+    """Until every shard's failover to IDC2 is finished (within the 30 s promise)."""
+    return daemon.wait_records(
+        lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in SHARDS),
+        timeout=RTO_PROMISE_S,
+        what=what,
+    )
 
 
 def assert_primaries_in_idc2(lab: Lab, daemon: Daemon) -> None:
@@ -273,11 +283,7 @@ def test_a_lost_store_after_a_failover_does_not_undo_it(lab: Lab, daemon: Daemon
     import shutil
 
     kill_idc(lab, "IDC1")
-    daemon.wait_records(
-        lambda r: all(r[s].primary == f"{s}-sx" and r[s].op is None for s in SHARDS),
-        timeout=RTO_PROMISE_S,
-        what="every shard in IDC2",
-    )
+    wait_all_in_idc2(daemon)
     daemon.stop()
     shutil.rmtree(daemon.store.dir)
     fresh = Daemon(lab.config_path, tmp_path / "fresh.log")

@@ -325,6 +325,23 @@ def record(t: Topology, shard: ShardName, *, sync: SyncState = SyncState.IDC_SAF
     return rec.model_copy(update={"sync": sync, "baseline": base, "reason": f"test: {sync}", **upd})
 
 
+def after_failover(t: Topology, shard: ShardName, **upd: Any) -> ShardRecord:
+    """The shard after an IDC failover: its acker primary, the cascade acking, old primary and MS
+    out and to be fenced on return."""
+    n = {role: f"{shard}-{SUFFIX[role]}" for role in SUFFIX}
+    return record(t, shard).model_copy(
+        update={
+            "epoch": 2,
+            "primary": n["acker"],
+            "ackers": (n["cascade"],),
+            "upstreams": {n["cascade"]: n["acker"], n["remote"]: n["acker"]},
+            "out": (n["primary"], n["local_candidate"]),
+            "fence_pending": (n["primary"], n["local_candidate"]),
+            **upd,
+        }
+    )
+
+
 def records(
     t: Topology = TOPO, *, sync: SyncState = SyncState.IDC_SAFE, **per_shard: SyncState
 ) -> dict[ShardName, ShardRecord]:

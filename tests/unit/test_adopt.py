@@ -13,7 +13,19 @@ from idc_ha.model.observation import NodeObservation
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Control, ShardRecord
 
-from .builders import SHARDS, TOPO, WALL, changed, failover_op, home_nodes, idc_lost, records, steady, with_replica
+from .builders import (
+    SHARDS,
+    TOPO,
+    WALL,
+    after_failover,
+    changed,
+    failover_op,
+    home_nodes,
+    idc_lost,
+    records,
+    steady,
+    with_replica,
+)
 
 H = home_nodes()
 ALL = frozenset(SHARDS)
@@ -159,16 +171,7 @@ def test_an_unreachable_acker_does_not_stop_fencing_after_a_restart() -> None:
     after = changed(changed(H, "shard1-sx", read_only=False, replica=None), "shard1-m", read_only=False, replica=None)
     after = {n: o for n, o in after.items() if n != "shard1-cas"}
     recs = records()
-    recs["shard1"] = recs["shard1"].model_copy(
-        update={
-            "epoch": 2,
-            "primary": "shard1-sx",
-            "ackers": ("shard1-cas",),
-            "upstreams": {"shard1-cas": "shard1-sx", "shard1-rem": "shard1-sx"},
-            "out": ("shard1-m", "shard1-ms"),
-            "fence_pending": ("shard1-m", "shard1-ms"),
-        }
-    )
+    recs["shard1"] = after_failover(TOPO, "shard1")
     d = tick(after, recs)
     assert "shard1" in d.memory.adopted
 

@@ -16,6 +16,7 @@ from idc_ha.model.observation import NodeObservation, SemiSyncSlave
 from idc_ha.model.state import ShardRecord
 
 from .builders import TOPO, changed, failover_op, home_nodes, lost, record, snapshot, with_replica
+from .builders import after_failover as record_after_failover
 
 Nodes = dict[NodeName, NodeObservation]
 H = home_nodes()
@@ -28,16 +29,7 @@ def semisync(nodes: Nodes, name: NodeName, enabled: bool) -> Nodes:
 
 def after_failover() -> ShardRecord:
     """shard1 after an IDC failover: shard1-sx primary, cascade acking, old primary and MS out."""
-    return REC.model_copy(
-        update={
-            "epoch": 2,
-            "primary": "shard1-sx",
-            "ackers": ("shard1-cas",),
-            "upstreams": {"shard1-cas": "shard1-sx", "shard1-rem": "shard1-sx"},
-            "out": ("shard1-m", "shard1-ms"),
-            "fence_pending": ("shard1-m", "shard1-ms"),
-        }
-    )
+    return record_after_failover(TOPO, "shard1")
 
 
 def after_failover_nodes() -> Nodes:
