@@ -40,11 +40,11 @@ BLOCKED_AFTER_S = 1.0  # a fence still pending after this long is reported as bl
 def pending(book: RecordBook, adopted: Collection[ShardName] | None = None) -> dict[NodeName, ShardName]:
     """Node -> shard for every node to fence: recorded as pending, or one an operation in flight
     fences (its old primary and any stray writable node). With ``adopted``, only shards in it: a
-    record reality has not been seen to match may be stale, and fencing from it could fence the
-    real primary."""
+    record (or an operation) reality has not been seen to match may be stale, and fencing from it
+    could fence the real primary. A running controller's own operations are always adopted."""
     out: dict[NodeName, ShardName] = {}
     for rec in book.all().values():
-        if adopted is not None and rec.shard not in adopted and rec.op is None:
+        if adopted is not None and rec.shard not in adopted:
             continue
         for n in rec.fence_pending:
             out[n] = rec.shard

@@ -90,8 +90,9 @@ async def _events(admin: RelayPort, node: NodeName, file: str) -> list[dict[str,
 async def resume_point(admin: RelayPort, node: NodeName, o: NodeObservation) -> Resume:
     """Read the relay logs from the file relay-log.info names onwards: the first event group not
     in ``gtid_slave_pos`` (None when all is applied), and the last GTID of a *complete* group they
-    hold. A group is complete at its Xid (or COMMIT) event, a DDL at the Query after its GTID; a
-    group cut off half-way by the loss was never acknowledged and is never waited for."""
+    hold. A group opened by ``BEGIN GTID`` or ``XA START ... GTID`` is complete at its Xid,
+    XA_prepare, or a Query COMMIT/ROLLBACK; a standalone ``GTID`` group (DDL, XA COMMIT) at its
+    first Query. A group cut off half-way by the loss was never acknowledged and is never waited for."""
     r = o.replica
     if r is None or not r.relay_log_file:
         return Resume(None, None, GtidPos())
@@ -119,12 +120,14 @@ async def resume_point(admin: RelayPort, node: NodeName, o: NodeObservation) -> 
                     g = GtidPos.parse(m[1])
                 except GtidParseError:
                     continue
-                open_group = (g, info.startswith("BEGIN"))
+                open_group = (g, info.startswith(("BEGIN", "XA START")))
                 if first is None and not applied.contains(g):
                     first = (name, int(str(row["Pos"])))
             elif open_group is not None:
                 g, transactional = open_group
-                ends = kind == "Xid" or (kind == "Query" and (not transactional or info.upper().startswith("COMMIT")))
+                ends = kind in ("Xid", "XA_prepare") or (
+                    kind == "Query" and (not transactional or info.upper().startswith(("COMMIT", "ROLLBACK")))
+                )
                 if ends:
                     last, open_group = last.merge(g), None
         name = _next_name(name)

@@ -18,9 +18,10 @@ made outside the controller, and fencing it would stop the real primary.
 
 A record with an operation in flight is this controller's own promise: a running controller
 resumes it as written. A controller that just started (the store may be an old backup, or a human
-may have acted meanwhile) first checks that reality still fits the operation: its target answers
-and still replicates from the old primary, or was detached by the operation itself, and no node
-outside the operation's fence list turned writable on its own.
+may have acted meanwhile) first checks that reality still fits the operation: the old primary is
+not writable (a failover undone by hand would be fenced), the target answers and still replicates
+from the old primary, or was detached by the operation itself (and stays detached once the new
+layout is committed), and no node outside the operation's fence list turned writable on its own.
 
 Every node a record names must be a node of that shard in the config; a record that names
 another (a node removed from the config) is never acted on.
@@ -32,7 +33,7 @@ controller checks again).
 from __future__ import annotations
 
 from idc_ha.model.ids import NodeName
-from idc_ha.model.observation import Snapshot
+from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
 
@@ -69,17 +70,30 @@ def record_problem(rec: ShardRecord, t: Topology) -> str | None:
     return None
 
 
+def _replicates_from(o: NodeObservation, node: NodeName, t: Topology) -> bool:
+    """``o`` replicates from ``node``: by resolved address, or, when the address did not resolve
+    (DNS lost with an IDC), by the host:port text the config gives ``node``."""
+    if o.replica is None:
+        return False
+    if o.source is not None:
+        return o.source == node
+    return (o.replica.source_host, o.replica.source_port) == t.address_of(node)
+
+
 def op_mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
     """Why an operation found in the store no longer fits reality, or None (see the module docstring)."""
     op = rec.op
     assert op is not None
-    if rec.primary == op.target:
-        return None  # the new layout is committed: what is left is opening and publishing
+    old = snap.nodes.get(op.old_primary)
+    if old is not None and old.writable:
+        return f"the old primary {op.old_primary} answers and is writable: the failover was undone by hand?"
     o = snap.nodes.get(op.target)
     if o is None or not o.reachable:
         return f"the operation's target {op.target} does not answer"
-    if o.replica is not None and o.source != op.old_primary:
+    if o.replica is not None and not _replicates_from(o, op.old_primary, t):
         return f"the operation's target {op.target} replicates from {o.replica.source_host}:{o.replica.source_port}"
+    if rec.primary == op.target and o.replica is not None:
+        return f"the layout names {op.target} primary but it replicates again"
     shard = _shard_nodes(rec, t)
     for name in sorted(shard - {op.target, *op.fence, *rec.fence_pending}):
         w = snap.nodes.get(name)

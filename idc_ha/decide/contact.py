@@ -7,20 +7,21 @@ on a durable record that may be old. ``Contact`` keeps, per shard:
   than ``max_blind_s``; every answer was checked by the sync-state machine (semi-sync settings,
   ``no_tx`` and ``no_times`` against the durable baseline), so the shard's record is what that
   watch proved;
-* ``lost_at``: the first round after ``seen_at`` in which the primary did not answer, and
-  ``refused_since``: the start of the current run of refused rounds (its machine answers, its
-  server's port is closed: it serves nobody);
+* ``lost_at``: the first round after ``seen_at`` in which the primary did not answer;
 * ``acker_cut_since``: the start of the acker's current run of lost links to the primary (IO
-  thread reconnecting or stopped on an error), observed in every round: a round in which the
-  acker is unreachable, connected, replicating from elsewhere, or holding more than before (it was
-  connected in between) ends the run;
+  thread reconnecting or stopped on an error). A round in which the acker is connected,
+  replicates from elsewhere, or holds more than before (it was connected in between) ends the run;
+  so does an unseen spell longer than ``ACKER_GAP_S`` (it may have reconnected to a live primary,
+  received nothing on an idle shard, and been cut again), or one after which it restarted or
+  holds something else;
 * the acker's received position and uptime at its latest observation up to ``seen_at``.
 
-The loss is corroborated at ``refused_since``, or at ``max(lost_at, acker_cut_since)`` (a timeout
-says nothing by itself: the acker must have lost its link too), whichever is earlier. The proof's
-blind spell runs from ``seen_at`` to that corroboration: how long the primary may have run, seen by
-nobody. In that spell semi-sync could have been weakened unseen (a timeout set, switched off, a
-restart with another config).
+The loss is corroborated at ``max(lost_at, acker_cut_since)``: the controller's own failures say
+nothing by themselves (a timeout may be a cut link; a refusal may be a REJECT rule while the
+server serves everyone else), the acker must have lost its link too. The proof's blind spell runs
+from ``seen_at`` to that corroboration: how long the primary may have run, seen by nobody. In that
+spell semi-sync could have been weakened unseen (a timeout set, switched off, a restart with
+another config).
 
 It lives in memory only: a controller that (re)starts has no contact until it has watched the
 primary answer, so it never auto-promotes on the strength of what happened while it was away.
@@ -37,8 +38,11 @@ from pydantic import BaseModel, ConfigDict
 
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName
-from idc_ha.model.observation import ProbeFailure, Snapshot
+from idc_ha.model.observation import Snapshot
 from idc_ha.model.state import ShardRecord
+
+ACKER_GAP_S = 1.0  # an acker unseen this long or less, and unchanged after, keeps its lost-link run
+UPTIME_TOLERANCE_S = 2.0  # Uptime is whole seconds, read a little after taken_at
 
 
 class Contact(BaseModel):
@@ -49,24 +53,20 @@ class Contact(BaseModel):
     watched_since: float  # the first answer of the current unbroken watch
     seen_at: float  # monotonic time of the newest snapshot in which the primary answered
     lost_at: float | None = None  # the first snapshot after seen_at: the primary did not answer
-    refused_since: float | None = None  # the current run of refused rounds began
     acker: NodeName | None = None
     acker_seen_at: float | None = None  # the acker's latest observation up to seen_at
     acker_received: GtidPos = GtidPos()  # ... what it held then
     acker_uptime_s: int = 0  # ... and its uptime then (a restart shows as uptime growing slower than time)
     acker_cut_since: float | None = None
     acker_cut_received: GtidPos = GtidPos()
+    acker_cut_seen: float | None = None  # the run's latest round in which the acker was seen
+    acker_cut_uptime_s: int = 0  # ... and its uptime then
 
     def corroborated_at(self) -> float | None:
         """When the loss was corroborated (see the module docstring); None while it is not."""
-        if self.lost_at is None:
+        if self.lost_at is None or self.acker_cut_since is None:
             return None
-        times = []
-        if self.refused_since is not None:
-            times.append(self.refused_since)
-        if self.acker_cut_since is not None:
-            times.append(max(self.lost_at, self.acker_cut_since))
-        return min(times) if times else None
+        return max(self.lost_at, self.acker_cut_since)
 
     def blind_s(self) -> float | None:
         """Seconds from the last answer to the loss being corroborated; None while it is not."""
@@ -74,26 +74,50 @@ class Contact(BaseModel):
         return None if at is None else at - self.seen_at
 
 
+def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, snap: Snapshot) -> dict[str, object]:
+    """The acker's lost-link run after this round (see the module docstring)."""
+    prev = mine if mine is not None and mine.acker == acker else None
+    a = snap.nodes.get(acker) if acker else None
+    none: dict[str, object] = {
+        "acker_cut_since": None,
+        "acker_cut_received": GtidPos(),
+        "acker_cut_seen": None,
+        "acker_cut_uptime_s": 0,
+    }
+    if a is None or not a.reachable:
+        if prev is None or prev.acker_cut_since is None or prev.acker_cut_seen is None:
+            return none
+        if snap.taken_at - prev.acker_cut_seen > ACKER_GAP_S:
+            return none  # unseen too long: it may have been connected meanwhile
+        return {}  # a short gap: judged when it is seen again
+    if a.source != primary or a.replica is None or not a.replica.link_lost:
+        return none
+    got = a.received()
+    run = prev is not None and prev.acker_cut_since is not None and prev.acker_cut_seen is not None
+    if run and prev is not None and prev.acker_cut_seen is not None:
+        gap = snap.taken_at - prev.acker_cut_seen
+        restarted = a.uptime_s - prev.acker_cut_uptime_s < gap - UPTIME_TOLERANCE_S
+        run = got == prev.acker_cut_received and gap <= ACKER_GAP_S + 1e-9 and not restarted
+    return {
+        "acker_cut_since": prev.acker_cut_since if run and prev is not None else snap.taken_at,
+        "acker_cut_received": got,
+        "acker_cut_seen": snap.taken_at,
+        "acker_cut_uptime_s": a.uptime_s,
+    }
+
+
 def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: float) -> Contact | None:
     mine = c if c is not None and c.primary == rec.primary else None
     acker = rec.ackers[0] if len(rec.ackers) == 1 else None
     a = snap.nodes.get(acker) if acker else None
     same_acker = mine is not None and mine.acker == acker
-    cut_since = mine.acker_cut_since if mine is not None and same_acker else None
-    cut_got = mine.acker_cut_received if mine is not None and same_acker else GtidPos()
-    if a is not None and a.reachable and a.source == rec.primary and a.replica is not None and a.replica.link_lost:
-        got = a.received()
-        if cut_since is None or got != cut_got:
-            cut_since = snap.taken_at
-        cut_got = got
-    else:
-        cut_since, cut_got = None, GtidPos()  # connected, elsewhere, or unseen: no evidence this round
+    cut = _cut_run(mine, acker, rec.primary, snap)
     p = snap.nodes.get(rec.primary)
     if p is not None and p.reachable:
         unbroken = mine is not None and snap.taken_at - mine.seen_at <= max_blind_s
         keep = mine if mine is not None and same_acker else None
         up = a is not None and a.reachable
-        return Contact(
+        base = Contact(
             primary=rec.primary,
             at=snap.taken_at,
             watched_since=mine.watched_since if unbroken and mine is not None else snap.taken_at,
@@ -102,22 +126,22 @@ def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: floa
             acker_seen_at=snap.taken_at if up else (keep.acker_seen_at if keep else None),
             acker_received=a.received() if up and a is not None else (keep.acker_received if keep else GtidPos()),
             acker_uptime_s=a.uptime_s if up and a is not None else (keep.acker_uptime_s if keep else 0),
-            acker_cut_since=cut_since,
-            acker_cut_received=cut_got,
         )
+        carried = {k: getattr(keep, k) for k in _CUT} if keep is not None else {}
+        return base.model_copy(update={**carried, **cut})
     if mine is None:
         return None  # never seen answering: nothing to remember
-    refused = p is not None and p.failure == ProbeFailure.REFUSED
     return mine.model_copy(
         update={
             "at": snap.taken_at,
             "lost_at": snap.taken_at if mine.lost_at is None else mine.lost_at,
-            "refused_since": (mine.refused_since or snap.taken_at) if refused else None,
             "acker": acker,
-            "acker_cut_since": cut_since,
-            "acker_cut_received": cut_got,
+            **cut,
         }
     )
+
+
+_CUT = ("acker_cut_since", "acker_cut_received", "acker_cut_seen", "acker_cut_uptime_s")
 
 
 def update_contacts(

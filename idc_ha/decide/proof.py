@@ -12,9 +12,9 @@ A shard may be moved to its acker without a human only when all of these hold:
 3. the candidate is reachable, replicates from the recorded primary, no longer receives from it
    (its IO thread is not connected), and its SQL thread has no error;
 4. this controller watched the primary (``Contact``) without a break for ``min_watch_s``, and the
-   primary's blind spell (last answer -> loss corroborated: refused ever since, or the acker's
-   lost link seen in every round) is at most ``max_blind_s``: semi-sync could not have been
-   weakened unseen for longer;
+   primary's blind spell (last answer -> loss corroborated by the acker's lost link, seen
+   without a longer gap than ``ACKER_GAP_S``) is at most ``max_blind_s``: semi-sync could not
+   have been weakened unseen for longer;
 5. the candidate has not restarted, nor gone back in what it received, since that last answer
    (a restart may discard its relay log);
 6. every reachable node that stays in the layout (those replicating from the candidate) holds
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from idc_ha.decide.contact import Contact
+from idc_ha.decide.contact import UPTIME_TOLERANCE_S, Contact
 from idc_ha.model.ids import NodeName, SyncState
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Proof as ProofPolicy
@@ -41,9 +41,6 @@ class Proof(BaseModel):
     ok: bool
     candidate: NodeName | None
     reason: str
-
-
-UPTIME_TOLERANCE_S = 2.0  # Uptime is whole seconds, and the probe reads it a little after taken_at
 
 
 def prove_idc_failover(

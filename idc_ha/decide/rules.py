@@ -110,11 +110,11 @@ def decide(
         rec = old or home_record(topology, shard.name, wall=wall)
         why_not = _adoption(rec, fresh, topology, was_adopted=shard.name in mem.adopted)
         if why_not is not None:
-            alerts.append(_unadopted(rec, why_not, home=old is None))
+            alerts.append(_unadopted(rec, why_not, home=old is None, op=rec.op is not None))
             reasons[shard.name] = f"no action: not adopted ({why_not})"
             continue
         adopted.add(shard.name)
-        new = next_record(rec, snap, topology, wall=wall, prev=history[-2] if len(history) > 1 else None)
+        new = next_record(rec, snap, topology, wall=wall, before=_since_last_answer(history, rec.primary))
         if old is None or new is not rec:
             changed[shard.name] = new
         if new.sync != rec.sync:
@@ -214,6 +214,18 @@ def decide(
     return decision
 
 
+def _since_last_answer(history: tuple[Snapshot, ...], node: NodeName) -> tuple[Snapshot, ...]:
+    """The rounds before the newest one back to (and with) the last in which ``node`` answered;
+    empty when it never did."""
+    out: list[Snapshot] = []
+    for snap in reversed(history[:-1]):
+        out.append(snap)
+        o = snap.nodes.get(node)
+        if o is not None and o.reachable:
+            return tuple(reversed(out))
+    return ()
+
+
 def _adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, was_adopted: bool) -> str | None:
     """None when the controller may act on this shard now; else why not (see ``adopt``).
     ``history`` holds the snapshots not decided on before."""
@@ -252,21 +264,30 @@ def _adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, w
     return None if adopted_at is not None else why
 
 
-def _unadopted(rec: ShardRecord, why: str, *, home: bool) -> Alert:
+def _unadopted(rec: ShardRecord, why: str, *, home: bool, op: bool = False) -> Alert:
     what = (
         "the store has no record for it and the servers do not match the home layout"
         if home
         else f"the servers do not match its record (epoch {rec.epoch}, primary {rec.primary})"
     )
+    hint = (
+        "compare `idc-ha status` with the servers. Restoring a state_dir backup is safe: a record is acted "
+        "on only once the servers match it, so a stale one is refused, never enforced. After a promotion by "
+        "hand, keep the promoted node the only writable one; the controller stays hands-off meanwhile"
+    )
+    if op and rec.op is not None:
+        hint = (
+            f"to let the failover finish, make {rec.op.old_primary} read-only (SET GLOBAL read_only=ON) and keep "
+            f"{rec.op.target} replicating from it or detached: the controller resumes it then. To keep "
+            f"{rec.op.old_primary} primary instead, act by hand; the controller stays hands-off on this shard"
+        )
     return Alert(
         kind=AlertKind.UNADOPTED,
         severity=Severity.CRITICAL,
         shard=rec.shard,
         epoch=rec.epoch,
         reason=f"{rec.shard}: {what}: {why}; the controller takes no action on this shard (no fence, no failover)",
-        hint="compare `idc-ha status` with the servers. Restoring a state_dir backup is safe: a record is acted "
-        "on only once the servers match it, so a stale one is refused, never enforced. After a promotion by "
-        "hand, keep the promoted node the only writable one; the controller stays hands-off meanwhile",
+        hint=hint,
     )
 
 

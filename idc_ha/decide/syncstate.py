@@ -118,17 +118,18 @@ def _acking(o: NodeObservation | None, primary: NodeName) -> bool:
     )
 
 
-def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, prev: Snapshot | None) -> Unsafe | None:
+def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, before: tuple[Snapshot, ...]) -> Unsafe | None:
     """Whether a node other than the recorded acker could be acking the primary's commits:
 
     * the primary counts more semi-sync clients than there are recorded ackers;
     * a node of the shard outside the recorded ackers acks (its source being the primary, or an
       address that matches no node: unknown counts as possible);
-    * ``Rpl_semi_sync_master_yes_tx`` rose since the previous round while the recorded acker
-      cannot have acked: seen not acking in both rounds (or unseen now, not acking before) and
-      holding nothing more. That is a client the controller cannot see (a replica it cannot reach,
-      or one outside the topology). A stale client count alone (a dump thread left over from a cut
-      link, measured) acks nothing and is no evidence.
+    * ``Rpl_semi_sync_master_yes_tx`` rose since the primary's previous answer (``before[0]``;
+      ``before`` holds every round since) while the recorded acker cannot have acked: seen in
+      some of those rounds, acking in none, and holding the same in all it was seen. That is a
+      client the controller cannot see (a replica it cannot reach, or one outside the topology).
+      An acker unseen in every round is no evidence either way; a stale client count (a dump
+      thread left over from a cut link, measured) acks nothing and is no evidence either.
     """
     p = snap.nodes[rec.primary]
     m = p.semisync_master
@@ -147,28 +148,30 @@ def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, prev: Snapshot 
             continue
         if o.source is None or o.source == rec.primary:
             return SyncState.UNKNOWN, f"{name} acks commits of {rec.primary} but is not the recorded acker"
-    before = prev.nodes.get(rec.primary) if prev is not None else None
-    mb = before.semisync_master if before is not None and before.reachable else None
-    if m is None or mb is None or before is None or before.server_id != p.server_id or m.yes_tx <= mb.yes_tx:
+    if not before:
         return None
+    p0 = before[0].nodes.get(rec.primary)
+    m0 = p0.semisync_master if p0 is not None and p0.reachable else None
+    if m is None or m0 is None or p0 is None or p0.server_id != p.server_id or m.yes_tx <= m0.yes_tx:
+        return None
+    rounds = (*before, snap)
     for a in rec.ackers:
-        now, then = snap.nodes.get(a), prev.nodes.get(a) if prev is not None else None
-        if _acking(now, rec.primary) or _acking(then, rec.primary):
+        seen = [o for r in rounds if (o := r.nodes.get(a)) is not None and o.reachable]
+        if not seen or any(_acking(o, rec.primary) for o in seen):
             return None
-        seen_both = now is not None and now.reachable and then is not None and then.reachable
-        if seen_both and now is not None and then is not None and now.received() != then.received():
+        if len({o.received() for o in seen}) > 1:
             return None  # it received something in between, so it was connected and may have acked
     return SyncState.UNKNOWN, (
-        f"{m.yes_tx - mb.yes_tx} commit(s) on {rec.primary} were acknowledged while the recorded acker "
+        f"{m.yes_tx - m0.yes_tx} commit(s) on {rec.primary} were acknowledged while the recorded acker "
         f"{', '.join(rec.ackers)} was not acking: another semi-sync client (unseen, or outside the topology) acks"
     )
 
 
 def unsafe_reason(
-    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, prev: Snapshot | None = None
+    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, before: tuple[Snapshot, ...] = ()
 ) -> Unsafe | None:
     """Why the shard cannot be counted synchronous right now, or None. The primary is reachable;
-    ``prev`` is the round before, to tell who acked in between."""
+    ``before`` holds the rounds since its previous answer (that one first), to tell who acked."""
     o = snap.nodes[rec.primary]
     m = o.semisync_master
     strict = _strict_mode(rec, snap)
@@ -200,7 +203,7 @@ def unsafe_reason(
         )
     if m.wait_point.upper() != "AFTER_SYNC":
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_point on {rec.primary} is {m.wait_point}, not AFTER_SYNC"
-    return _other_ackers(rec, snap, t, prev)
+    return _other_ackers(rec, snap, t, before)
 
 
 def _acker_ready(rec: ShardRecord, snap: Snapshot) -> str | None:
@@ -227,7 +230,7 @@ def safe_state(rec: ShardRecord, t: Topology) -> SyncState:
 
 
 def next_record(
-    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, prev: Snapshot | None = None
+    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, before: tuple[Snapshot, ...] = ()
 ) -> ShardRecord:
     """The record after this observation; the same object when nothing changed (no write).
     Boot times come from the snapshot's own wall clock (uptime was read then); ``wall`` only
@@ -237,7 +240,7 @@ def next_record(
     o = snap.nodes.get(rec.primary)
     if o is None or not o.reachable:
         return rec
-    bad = unsafe_reason(rec, snap, t, wall=wall, prev=prev)
+    bad = unsafe_reason(rec, snap, t, wall=wall, before=before)
     if bad is not None:
         state, why = bad
         if rec.sync == state and rec.recovery is None and rec.reason == why:

@@ -8,8 +8,7 @@ failed long enough (``confirm_*_s``, over ``min_rounds`` rounds) is
   every round of a run (``ReplicaStatus.link_lost``: its IO thread reconnecting, or stopped on an
   error; nothing received meanwhile) that overlaps the controller's own failure streak for at
   least the same window and ``min_rounds`` rounds. One reconnect of an IO thread is no witness;
-  under timeouts an IO thread stopped by hand is none either (while the controller is refused,
-  it is). Or DEAD when its machine is dead;
+  an IO thread stopped by hand is none either. Or DEAD when its machine is dead;
 * UNREACHABLE otherwise: the controller may be the one cut off, so nothing acts on it.
 
 A machine is dead when every node on it has failed and at least one is witnessed dead; an IDC is
@@ -73,22 +72,16 @@ def _streak(history: tuple[Snapshot, ...], node: NodeName) -> tuple[float, int, 
     return now - start, rounds, refused
 
 
-def link_lost_since(
-    history: tuple[Snapshot, ...], witness: NodeName, source: NodeName, *, stopped_counts: bool = False
-) -> float | None:
+def link_lost_since(history: tuple[Snapshot, ...], witness: NodeName, source: NodeName) -> float | None:
     """When the witness's current run of lost links to ``source`` began (the oldest snapshot of
     the run), or None when the newest snapshot shows no lost link. The run breaks at a snapshot
     where the witness was unreachable, replicated from elsewhere, was connected, or had received
-    more than in the one before it (it was connected in between). With ``stopped_counts`` an IO
-    thread stopped by hand counts as lost too (see ``node_verdicts``)."""
+    more than in the one before it (it was connected in between)."""
     start = None
     newer = None
     for snap in reversed(history):
         o = snap.nodes.get(witness)
-        if o is None or o.source != source or o.replica is None:
-            break
-        r = o.replica
-        if not (r.link_lost or (stopped_counts and not r.io_connected)):
+        if o is None or o.source != source or o.replica is None or not o.replica.link_lost:
             break
         got = o.received()
         if newer is not None and got != newer:
@@ -115,21 +108,19 @@ def _witness(
     since: float,
     need: float,
     min_rounds: int,
-    refused: bool,
 ) -> tuple[NodeName | None, str]:
     """A replica on another machine whose lost link to ``node`` overlaps the controller's failure
     streak (begun at ``since``) for ``need`` seconds and ``min_rounds`` rounds; else None and what
-    the best candidate still lacks. While the controller is refused (the node's machine answers,
-    its server is gone) a replica whose IO thread was stopped by hand also counts: it cannot
-    contradict a closed port, and it holds what it received. Under timeouts only a replica that
-    tries and fails to reach the node is a second vantage point."""
+    the best candidate still lacks. Only a replica that tried to reach the node and failed is a
+    second vantage point: an IO thread stopped by hand tried nothing, and a refused connection
+    proves nothing alone (a REJECT rule refuses while the server serves everyone else)."""
     now = history[-1].taken_at
     machine = t.node_by_name[node].machine
     short = ""
     for w in sorted(candidates):
         if t.node_by_name[w].machine == machine:
             continue
-        lost = link_lost_since(history, w, node, stopped_counts=refused)
+        lost = link_lost_since(history, w, node)
         if lost is None:
             continue
         start = max(lost, since)
@@ -163,7 +154,6 @@ def node_verdicts(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> d
             since=snap.taken_at - failing,
             need=need,
             min_rounds=d.min_rounds,
-            refused=refused,
         )
         out[n.name] = NodeVerdict(
             health=Health.DEAD if w else Health.UNREACHABLE,

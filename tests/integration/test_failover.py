@@ -245,12 +245,26 @@ def test_a_short_network_blip_of_idc1_causes_no_failover(lab: Lab, daemon: Daemo
     assert all(writable(lab, f"{s}-m") for s in SHARDS)
 
 
+def idc_ha_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idc_ha.cli", *args, "--config", str(lab.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
 @pytest.mark.parametrize("stopped", ["sql_thread", "both_threads"])
 def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(
     lab: Lab, daemon: Daemon, stopped: str
 ) -> None:
-    """Commits the acker received but never applied (its SQL thread, or both threads, stopped) are all
-    on the new primary: the relay log is applied, never discarded."""
+    """Commits the acker received but never applied are all on the new primary: the relay log is
+    applied, never discarded. sql_thread: its SQL thread was stopped before IDC1 died. both_threads:
+    a DBA pauses the controller once IDC1 is dead and stops the acker's IO thread too, to keep its
+    relay log (STOP SLAVE keeps the connect error, so it still witnesses the loss), then resumes.
+    An IO thread stopped by hand *before* the loss would witness nothing, and the IDC could not be
+    confirmed down: see the unit tests."""
     from tests.integration.helpers import app_conn
 
     a = app_conn(lab, "shard1-m")
@@ -262,11 +276,21 @@ def test_acked_commits_only_in_the_ackers_relay_log_survive_the_failover(
         sql(a, f"INSERT INTO t5.a VALUES ({i})")  # each one acked by shard1-sx (its IO thread runs)
     a.close()
     if stopped == "both_threads":
+        assert idc_ha_cli(lab, "pause").returncode == 0
+        kill_idc(lab, "IDC1")
+        deadline = time.monotonic() + 10
+        while sql(sx, "SHOW SLAVE STATUS")[0][0]["Slave_IO_Running"] != "Connecting":
+            assert time.monotonic() < deadline, "the acker never noticed the loss"
+            time.sleep(0.1)
         sql(sx, "STOP SLAVE IO_THREAD")
     st = sql(sx, "SHOW SLAVE STATUS", "SELECT @@gtid_slave_pos AS applied")
     sx.close()
     assert st[0][0]["Gtid_IO_Pos"] != st[1][0]["applied"], "the acker should hold unapplied relay log"
-    kill_idc(lab, "IDC1")
+    if stopped == "both_threads":
+        assert st[0][0]["Slave_IO_Running"] == "No" and st[0][0]["Slave_SQL_Running"] == "No"
+        assert idc_ha_cli(lab, "resume").returncode == 0
+    else:
+        kill_idc(lab, "IDC1")
     daemon.wait_records(
         lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
         timeout=RTO_PROMISE_S,

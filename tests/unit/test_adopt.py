@@ -180,3 +180,32 @@ def test_an_unreachable_acker_does_not_stop_fencing_after_a_restart() -> None:
             return recs
 
     assert pending(Book(), d.memory.adopted) == {"shard1-m": "shard1", "shard1-ms": "shard1"}  # type: ignore[arg-type]
+
+
+def test_a_failover_undone_by_hand_is_not_resumed_and_its_old_primary_not_fenced() -> None:
+    """The daemon crashed mid-failover; a DBA rolled back by hand: shard1-m writable again, shard1-sx
+    replicating from it. A fresh controller finds the operation in the store: it does not resume it
+    (that would fence the real primary and promote a lagging acker), and fences nothing for it."""
+    from idc_ha.act.fence import pending
+
+    recs = records()
+    recs["shard1"] = recs["shard1"].model_copy(update={"op": failover_op("shard1")})
+    d = tick(H, recs)
+    assert "shard1" not in {p.shard for p in d.plans} and "shard1" not in d.memory.adopted
+    [a] = [a for a in d.alerts if a.kind == AlertKind.UNADOPTED and a.shard == "shard1"]
+    assert "undone by hand" in a.reason
+
+    class Book:
+        def all(self) -> dict[ShardName, ShardRecord]:
+            return recs
+
+    assert "shard1-m" not in pending(Book(), d.memory.adopted)  # type: ignore[arg-type]
+
+
+def test_a_genuine_crash_mid_failover_is_resumed_by_a_fresh_controller() -> None:
+    """The same operation with IDC1 still dead: reality fits it, so a fresh controller resumes it."""
+    recs = records()
+    recs["shard1"] = recs["shard1"].model_copy(update={"op": failover_op("shard1")})
+    detached = changed(idc_lost(TOPO, H, "IDC1"), "shard1-sx", replica=None)
+    d = tick(detached, recs)
+    assert "shard1" in {p.shard for p in d.plans}

@@ -31,3 +31,9 @@ def test_strict_mode_off_is_an_error_now() -> None:
     """The position algebra needs gtid_strict_mode: without it the shard is never promoted."""
     found = live_problems(TOPO, snapshot(changed(H, "shard1-cas", gtid_strict_mode=False)), records(), wall=WALL)
     assert [p.severity for p in found] == ["error"] and "never promoted automatically" in found[0].message
+
+
+def test_an_acker_near_the_bound_is_named_too() -> None:
+    """8 s against a 10 s bound leaves no room for confirmation rounds and a missed probe."""
+    assert len(problems_for(changed(H, "shard1-sx", slave_net_timeout_s=8), max_blind_s=10.0)) == 1
+    assert problems_for(changed(H, "shard1-sx", slave_net_timeout_s=4), max_blind_s=10.0) == []

@@ -48,3 +48,23 @@ def test_an_acker_missed_in_the_primarys_last_round_does_not_block_the_proof() -
     c.run(3.0, 3.2, changed(H, "shard1-sx", reachable=False, failure="timeout", error="timed out"))
     c.run(3.2, 8.0, DOWN)
     assert set(c.plans) == {"meta", "shard1", "shard2"}
+
+
+def test_acks_by_an_unseen_client_across_a_missed_round_are_caught() -> None:
+    """The acker is cut off (a stale client count stays 1); the primary misses one probe; when it
+    answers again 50 more commits were acknowledged, and the acker, seen in every round, acked none
+    of them: another semi-sync client acks, so the shard is no longer IDC_SAFE."""
+    from idc_ha.model.ids import SyncState
+    from idc_ha.model.observation import SemiSyncSlave
+
+    from .builders import lost, pos, with_master, with_replica
+
+    away = with_replica(H, "shard1-sx", io_running="Connecting", last_io_errno=2013)
+    away = changed(away, "shard1-sx", semisync_slave=SemiSyncSlave(enabled=True, status=False))
+    c = Ticker(records())
+    c.run(0.0, 3.0, H)
+    c.run(3.0, 4.0, away)
+    c.run(4.0, 4.2, lost(TOPO, away, ["shard1-m"], witnessed=False))
+    acked = with_master(changed(away, "shard1-m", gtid_binlog_pos=pos(TOPO, "shard1", 150)), "shard1-m", yes_tx=1050)
+    c.run(4.2, 4.4, acked)
+    assert c.recs["shard1"].sync == SyncState.UNKNOWN and "another semi-sync client" in c.recs["shard1"].reason

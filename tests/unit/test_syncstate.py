@@ -188,6 +188,13 @@ CASES: dict[str, Case] = {
     "acks-while-the-acker-is-unseen-after-acking": Case(
         IDC_SAFE, with_master(lost(TOPO, H, [SX]), M, yes_tx=1048), SyncState.IDC_SAFE, same=True, prev=H
     ),
+    "acks-while-the-acker-is-unseen-in-both-rounds": Case(
+        IDC_SAFE,
+        with_master(lost(TOPO, H, [SX]), M, yes_tx=1048),
+        SyncState.IDC_SAFE,
+        same=True,
+        prev=lost(TOPO, H, [SX]),
+    ),
     "unreachable-replica-while-the-acker-is-the-client": Case(
         IDC_SAFE, lost(TOPO, H, [MS], witnessed=False), SyncState.IDC_SAFE, same=True
     ),
@@ -265,8 +272,8 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_transition(case: Case) -> None:
     """Each row of the sync-state table: from a record and one observation to the next record."""
-    prev = snapshot(case.prev, at=-0.2) if case.prev is not None else None
-    new = next_record(case.rec, snapshot(case.nodes), TOPO, wall=WALL, prev=prev)
+    before = (snapshot(case.prev, at=-0.2),) if case.prev is not None else ()
+    new = next_record(case.rec, snapshot(case.nodes), TOPO, wall=WALL, before=before)
     if case.same:
         assert new is case.rec
         return

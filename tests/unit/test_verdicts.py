@@ -388,14 +388,13 @@ def test_an_io_thread_stopped_by_hand_is_no_witness() -> None:
     assert verdicts(hist).nodes["shard1-m"].health == Health.UNREACHABLE
 
 
-def test_an_io_thread_stopped_by_hand_witnesses_a_closed_port() -> None:
-    """Refused (the machine answers, the server's port is closed): an acker stopped by hand cannot
-    contradict that, so it counts, over the refused window."""
+def test_a_refusal_and_an_io_thread_stopped_by_hand_are_no_death() -> None:
+    """Refused (maybe a REJECT rule against the controller only) and the acker's IO thread stopped
+    by hand (it tried nothing): one vantage point, no witness, UNREACHABLE."""
     stopped = with_replica(H, "shard1-sx", io_running="No", last_io_errno=0)
     gone = lost(TOPO, stopped, ["shard1-m", "shard1-ms"], REFUSED, witnessed=False)
     hist = history(*((k * 0.5, stopped) for k in range(4)), (2.0, gone), (2.2, gone), (2.4, gone), (2.6, gone))
-    v = verdicts(hist).nodes["shard1-m"]
-    assert v.health == Health.DEAD and v.witness == "shard1-sx"
+    assert verdicts(hist).nodes["shard1-m"].health == Health.UNREACHABLE
 
 
 def test_a_witness_that_received_more_was_connected_in_between() -> None:
