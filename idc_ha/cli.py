@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     crash_after = os.environ.get("IDC_HA_TEST_CRASH_AFTER") or None
 
     async def main() -> None:
-        d = Daemon(cfg, policy, crash_after=crash_after)
+        d = Daemon.from_config(cfg, policy, crash_after=crash_after)
         await d.run()
 
     try:

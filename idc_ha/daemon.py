@@ -17,14 +17,13 @@ import asyncio
 import os
 import signal
 import socket
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from idc_ha.act.admin import Admin
+from idc_ha.act.admin import MysqlAdmin
 from idc_ha.act.executor import Executor
 from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
@@ -43,7 +42,8 @@ from idc_ha.notify.alerts import AlertSink, Deduplicating, LogAlertSink, MqttAle
 from idc_ha.notify.mqtt import MqttPublisher
 from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.snapshot import Observer
-from idc_ha.status import tick_view
+from idc_ha.ports import Admin, Clock, Prober, Store, SystemClock
+from idc_ha.view import TickView, tick_view
 
 log = structlog.get_logger("idc_ha.daemon")
 
@@ -67,26 +67,34 @@ def sd_notify(msg: str) -> None:
 
 
 class Daemon:
-    def __init__(self, config: Config, policy: Policy, *, crash_after: str | None = None) -> None:
+    """The controller. It is handed its ports (``idc_ha.ports``); ``from_config`` wires the real
+    ones. ``mqtt`` is the broker connection the real sinks and routing share (None: no broker)."""
+
+    def __init__(
+        self,
+        config: Config,
+        policy: Policy,
+        *,
+        prober: Prober,
+        admin: Admin,
+        store: Store,
+        alerts: AlertSink,
+        routing: RoutingPublisher,
+        clock: Clock | None = None,
+        mqtt: MqttPublisher | None = None,
+        crash_after: str | None = None,
+    ) -> None:
         self.cfg, self.policy = config, policy
         self.t = config.topology
-        self.store = FileStore(config.state_dir)
+        self.clock = clock or SystemClock()
+        self.store = store
         self.store.acquire()
         self.book = RecordBook(self.store)
-        book = AddressBook(self.t)
-        self.observer = Observer(config, book=book)
-        x = policy.execution
-        self.admin = Admin(config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s, book=book)
-        self.mqtt = (
-            MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}")
-            if config.mqtt.enabled
-            else None
-        )
-        sinks: list[AlertSink] = [LogAlertSink()]
-        if self.mqtt is not None:
-            sinks.append(MqttAlertSink(self.mqtt, prefix=config.mqtt.topic_prefix, cluster=config.cluster))
-        self.alerts = Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s)
-        self.routing = RoutingPublisher(self.mqtt, self.t, prefix=config.mqtt.topic_prefix)
+        self.observer = prober
+        self.admin = admin
+        self.mqtt = mqtt
+        self.alerts = alerts
+        self.routing = routing
         self.executor = Executor(
             admin=self.admin,
             book=self.book,
@@ -96,9 +104,11 @@ class Daemon:
             routing=self.routing,
             alerts=self.alerts,
             crash_after=crash_after,
+            wall=self.clock.wall,
         )
         self.memory = Memory()
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)
+        self.view: TickView | None = None
         self.history: deque[Snapshot] = deque()
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
@@ -110,6 +120,34 @@ class Daemon:
         self.ticks = 0
         self.published: dict[ShardName, tuple[int, str]] = {}
         self.last_decision: Decision | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, policy: Policy, *, crash_after: str | None = None) -> Daemon:
+        """The daemon on real servers: aiomysql probes and admin connections sharing one address
+        book, the file store in ``state_dir``, alerts to the log and MQTT (when enabled)."""
+        book = AddressBook(config.topology)
+        x = policy.execution
+        mqtt = (
+            MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}")
+            if config.mqtt.enabled
+            else None
+        )
+        sinks: list[AlertSink] = [LogAlertSink()]
+        if mqtt is not None:
+            sinks.append(MqttAlertSink(mqtt, prefix=config.mqtt.topic_prefix, cluster=config.cluster))
+        return cls(
+            config,
+            policy,
+            prober=Observer(config, book=book),
+            admin=MysqlAdmin(
+                config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s, book=book
+            ),
+            store=FileStore(config.state_dir),
+            alerts=Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s),
+            routing=RoutingPublisher(mqtt, config.topology, prefix=config.mqtt.topic_prefix),
+            mqtt=mqtt,
+            crash_after=crash_after,
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -137,10 +175,10 @@ class Daemon:
     async def _tick_loop(self) -> None:
         interval = self.cfg.probe.interval_s
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self.clock.monotonic()
             await self.tick()
             self._wake.clear()
-            delay = max(0.0, interval - (time.monotonic() - started))
+            delay = max(0.0, interval - (self.clock.monotonic() - started))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
@@ -152,7 +190,7 @@ class Daemon:
         while self.history and snap.taken_at - self.history[0].taken_at > self.policy.history_s:
             self.history.popleft()
         control = self.store.load_control()
-        wall = time.time()
+        wall = self.clock.wall()
         decision = decide(
             tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory
         )
@@ -184,7 +222,17 @@ class Daemon:
             self._start_op(plan)
         self._reconcile(decision)
         self.last_decision = decision
-        self.store.write_tick(tick_view(self, snap, decision, control, wall=wall))
+        self.view = tick_view(
+            pid=os.getpid(),
+            tick=self.ticks,
+            snap=snap,
+            decision=decision,
+            control=control,
+            shards=[s.name for s in self.t.shards],
+            running=[s for s, task in self.ops.items() if not task.done()],
+            wall=wall,
+        )
+        self.store.write_tick(self.view.model_dump(mode="json"))
         return decision
 
     @staticmethod
@@ -196,7 +244,7 @@ class Daemon:
         if self._busy(self.ops, plan.shard) or self._busy(self.reconciling, plan.shard):
             return  # one hand per shard: a reconcile step finishes (bounded by its timeout) first
         failures, last = self.op_failures.get(plan.shard, (0, -1e9))
-        if time.monotonic() - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures):
+        if self.clock.monotonic() - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures):
             return
         self.store.append("decision", shard=plan.shard, op=plan.op_id, reason=plan.reason)
 
@@ -205,7 +253,7 @@ class Daemon:
                 await self.executor.run(plan)
                 self.op_failures.pop(plan.shard, None)
             except IdcHaError as e:
-                self.op_failures[plan.shard] = (failures + 1, time.monotonic())
+                self.op_failures[plan.shard] = (failures + 1, self.clock.monotonic())
                 log.warning(
                     "operation paused; resumes on a later tick",
                     shard=plan.shard,
@@ -214,7 +262,7 @@ class Daemon:
                     hint=e.hint,
                 )
             except Exception:
-                self.op_failures[plan.shard] = (failures + 1, time.monotonic())
+                self.op_failures[plan.shard] = (failures + 1, self.clock.monotonic())
                 log.exception("operation crashed; resumes on a later tick", shard=plan.shard, op=plan.op_id)
             finally:
                 self.wake()

@@ -1,4 +1,5 @@
-"""What ``idc-ha status`` shows, and the daemon's per-tick view that status reads.
+"""What ``idc-ha status`` shows, from one probe round, the store and the daemon's tick view
+(``idc_ha.view``).
 
 ``report()`` turns one snapshot plus what the store holds into a JSON-able dict; ``render()``
 prints it as tables grouped by city, IDC and machine, then by shard.
@@ -6,19 +7,14 @@ prints it as tables grouped by city, IDC and machine, then by shard.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from idc_ha.decide.plan import Decision
 from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import Control, ShardRecord, home_record
 from idc_ha.model.topology import Topology
-
-if TYPE_CHECKING:
-    from idc_ha.daemon import Daemon
 
 
 def current_role(t: Topology, rec: ShardRecord, node: NodeName) -> str:
@@ -164,26 +160,6 @@ def report(
         },
         "cities": layout,
         "shards": shards,
-    }
-
-
-def tick_view(d: Daemon, snap: Snapshot, decision: Decision, control: Control, *, wall: float) -> dict[str, Any]:
-    v = decision.verdicts
-    return {
-        "pid": os.getpid(),
-        "wall": wall,
-        "tick": d.ticks,
-        "probe_ms": round(snap.duration_ms, 1),
-        "paused": control.paused,
-        "reasons": decision.reasons,
-        "verdicts": {
-            "idcs": {k: str(h) for k, h in v.idcs.items()},
-            "cities": {k: str(h) for k, h in v.cities.items()},
-            "machines": {k: str(h) for k, h in v.machines.items()},
-            "nodes": {k: str(n.health) for k, n in v.nodes.items() if n.health != "alive"},
-        },
-        "ops": sorted(s for s, task in d.ops.items() if not task.done()),
-        "unadopted": sorted(s.name for s in d.t.shards if s.name not in decision.memory.adopted),
     }
 
 

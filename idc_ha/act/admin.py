@@ -1,4 +1,4 @@
-"""The Admin port: statements the executor runs on a node, each under a timeout.
+"""The MySQL Admin (``idc_ha.ports.Admin``): statements the executor runs on a node, each under a timeout.
 
 Connections are kept per node between calls and discarded on any error or timeout (a cancelled
 aiomysql call leaves the connection in an unknown state). A per-node lock keeps two tasks from
@@ -36,7 +36,7 @@ def change_master_sql(host: str, port: int, *, user: str, password: str) -> str:
     )
 
 
-class Admin:
+class MysqlAdmin:
     def __init__(
         self, config: Config, *, timeout: float, connect_timeout: float, book: AddressBook | None = None
     ) -> None:

@@ -25,7 +25,7 @@ from typing import NoReturn
 import structlog
 
 from idc_ha.act import relaylog
-from idc_ha.act.admin import Admin, change_master_sql
+from idc_ha.act.admin import change_master_sql
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
@@ -54,6 +54,7 @@ from idc_ha.model.policy import Policy
 from idc_ha.model.state import Operation, ShardRecord
 from idc_ha.model.topology import Topology
 from idc_ha.notify.alerts import AlertSink
+from idc_ha.ports import Admin
 
 log = structlog.get_logger("idc_ha.executor")
 

@@ -23,13 +23,13 @@ from collections.abc import Callable, Collection
 
 import structlog
 
-from idc_ha.act.admin import Admin
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.notify.alerts import AlertSink
+from idc_ha.ports import Admin
 
 log = structlog.get_logger("idc_ha.fence")
 

@@ -25,12 +25,13 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from idc_ha.errors import NodeError, StepFailed
 from idc_ha.model.gtid import GtidParseError, GtidPos
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation
+from idc_ha.ports import Admin
 
 Stuck = Callable[[NodeName, str, str], NoReturn]  # alerts that a human is needed, then raises
 
@@ -38,20 +39,6 @@ NO_SUCH_LOG = 1220  # SHOW RELAYLOG EVENTS IN a file that does not exist
 PAGE = 1000
 MAX_MISSING = 64  # relay-log.info may name a file already purged: look this far past it
 _GTID = re.compile(r"\bGTID (\d+-\d+-\d+)")
-
-
-class RelayPort(Protocol):
-    async def run(
-        self,
-        node: NodeName,
-        *statements: str,
-        fetch: bool = False,
-        fresh: bool = False,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-    ) -> list[list[dict[str, Any]]]: ...
-
-    async def observe(self, node: NodeName) -> NodeObservation: ...
 
 
 class Resume:
@@ -70,7 +57,7 @@ def _next_name(name: str) -> str:
     return f"{base}.{int(num) + 1:0{len(num)}d}" if num.isdigit() else name
 
 
-async def _events(admin: RelayPort, node: NodeName, file: str) -> list[dict[str, Any]] | None:
+async def _events(admin: Admin, node: NodeName, file: str) -> list[dict[str, Any]] | None:
     """Every event of one relay log file (paged); None when the file does not exist."""
     out: list[dict[str, Any]] = []
     sql = f"SHOW RELAYLOG EVENTS IN '{file}' LIMIT {PAGE}"
@@ -87,7 +74,7 @@ async def _events(admin: RelayPort, node: NodeName, file: str) -> list[dict[str,
         sql = f"SHOW RELAYLOG EVENTS IN '{file}' FROM {int(str(rows[-1]['Pos']))} LIMIT 1, {PAGE}"
 
 
-async def resume_point(admin: RelayPort, node: NodeName, o: NodeObservation) -> Resume:
+async def resume_point(admin: Admin, node: NodeName, o: NodeObservation) -> Resume:
     """Read the relay logs from the file relay-log.info names onwards: the first event group not
     in ``gtid_slave_pos`` (None when all is applied), and the last GTID of a *complete* group they
     hold. A group opened by ``BEGIN GTID`` or ``XA START ... GTID`` is complete at its Xid,
@@ -136,7 +123,7 @@ async def resume_point(admin: RelayPort, node: NodeName, o: NodeObservation) -> 
     return Resume(first[0], first[1], last)
 
 
-async def ensure_sql_running(admin: RelayPort, node: NodeName, o: NodeObservation, stuck: Stuck) -> bool:
+async def ensure_sql_running(admin: Admin, node: NodeName, o: NodeObservation, stuck: Stuck) -> bool:
     """Start the SQL thread without losing the relay log (see the module docstring).
     True if it had to be started; a SQL error means a human (``stuck`` raises)."""
     r = o.replica
@@ -172,7 +159,7 @@ def all_applied(o: NodeObservation, relay_end: GtidPos | None = None) -> bool:
     return o.gtid_slave_pos.contains(r.gtid_io_pos) and (relay_end is None or o.gtid_slave_pos.contains(relay_end))
 
 
-async def stop_receiving(admin: RelayPort, node: NodeName, stuck: Stuck) -> str:
+async def stop_receiving(admin: Admin, node: NodeName, stuck: Stuck) -> str:
     """Fix what the candidate received: its SQL thread runs, its IO thread stops (never restarts)."""
     o = await admin.observe(node)
     if o.replica is None:
@@ -185,7 +172,7 @@ async def stop_receiving(admin: RelayPort, node: NodeName, stuck: Stuck) -> str:
     return f"IO thread stopped at {o.replica.gtid_io_pos}" + ("; SQL thread started" if started else "")
 
 
-async def wait_applied(admin: RelayPort, node: NodeName, stuck: Stuck, *, timeout_s: float) -> str:
+async def wait_applied(admin: Admin, node: NodeName, stuck: Stuck, *, timeout_s: float) -> str:
     """Until the candidate's SQL thread has applied everything it received."""
     deadline = time.monotonic() + timeout_s
     relay_end: GtidPos | None = None
@@ -211,7 +198,7 @@ async def wait_applied(admin: RelayPort, node: NodeName, stuck: Stuck, *, timeou
         await asyncio.sleep(0.02)
 
 
-async def detach(admin: RelayPort, node: NodeName) -> str:
+async def detach(admin: Admin, node: NodeName) -> str:
     """STOP SLAVE; RESET SLAVE ALL on the candidate, once it has applied all it received."""
     o = await admin.observe(node)
     if o.replica is None:
@@ -226,7 +213,7 @@ async def detach(admin: RelayPort, node: NodeName) -> str:
     return f"replication reset; holds {o.gtid_current_pos}"
 
 
-async def start_replica(admin: RelayPort, node: NodeName, change_master: str, stuck: Stuck, *, timeout_s: float) -> str:
+async def start_replica(admin: Admin, node: NodeName, change_master: str, stuck: Stuck, *, timeout_s: float) -> str:
     """Start a replica that a restart left with both threads stopped (``skip-slave-start``): apply
     its relay log from where it stands, then switch back to GTID mode on its recorded source and
     start both threads (``change_master`` is the CHANGE MASTER for that source)."""

@@ -18,9 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-CITIES = (("CITY1", (("IDC1", "primary"), ("IDC2", "standby"))), ("CITY2", (("IDC3", "backup_city"),)))
-BASE_PORT = 4400
-ROLE_SUFFIX = {"primary": "m", "local_candidate": "ms", "acker": "sx", "cascade": "cas", "remote": "rem"}
+from sim.layout import BASE_PORT, CITIES, home_layout
 
 
 @dataclass
@@ -124,65 +122,46 @@ def lab_tag(workdir: Path) -> str:
 
 
 def build_shape(workdir: Path, *, shards: int, machines_per_idc: int, loopback: bool, octet: int) -> LabShape:
-    """The lab's machines and nodes. ``shards`` counts data shards; the meta shard comes on top."""
+    """The lab's machines and nodes, placed by the one home-layout generator (``sim.layout``).
+    ``shards`` counts data shards; the meta shard comes on top."""
     tag = lab_tag(workdir)
+
+    def address(ii: int, m: int) -> str:
+        return f"127.{octet}.{ii}.{10 + m}" if loopback else f"10.{octet}.{ii}.{10 + m}"
+
+    raw = home_layout(data_shards=shards, machines_per_idc=machines_per_idc, address=address, base_port=BASE_PORT)
+    city_of = {i["name"]: i["city"] for i in raw["idcs"]}
     machines: list[MachineSpec] = []
-    k = 0
-    for city, idcs in CITIES:
-        for idc, _role in idcs:
-            ii = int(idc.removeprefix("IDC"))
-            for m in range(1, machines_per_idc + 1):
-                k += 1
-                addr = f"127.{octet}.{ii}.{10 + m}" if loopback else f"10.{octet}.{ii}.{10 + m}"
-                machines.append(
-                    MachineSpec(
-                        name=f"{idc.lower()}-m{m}",
-                        idc=idc,
-                        city=city,
-                        index=k,
-                        idc_index=ii,
-                        address=addr,
-                        netns=None if loopback else f"ih{tag}-{idc.lower()}-m{m}",
-                    )
-                )
-    by_idc = {idc: [m for m in machines if m.idc == idc] for idc in ("IDC1", "IDC2", "IDC3")}
-    nodes: list[NodeSpec] = []
-    shard_names = ["meta"] + [f"shard{i}" for i in range(1, shards + 1)]
-    port = BASE_PORT
-    for si, shard in enumerate(shard_names):
-        n = machines_per_idc
-        place = {
-            "primary": by_idc["IDC1"][si % n],
-            "local_candidate": by_idc["IDC1"][(si + 1) % n],
-            "acker": by_idc["IDC2"][si % n],
-            "cascade": by_idc["IDC2"][(si + 1) % n],
-            "remote": by_idc["IDC3"][si % n],
-        }
-        names = {role: f"{shard}-{ROLE_SUFFIX[role]}" for role in place}
-        upstream = {
-            "primary": None,
-            "local_candidate": names["primary"],
-            "acker": names["primary"],
-            "cascade": names["acker"],
-            "remote": names["acker"],
-        }
-        for role, mach in place.items():
-            port += 1
-            nodes.append(
-                NodeSpec(
-                    name=names[role],
-                    shard=shard,
-                    meta=shard == "meta",
-                    role=role,
-                    upstream=upstream[role],
-                    machine=mach.name,
-                    idc=mach.idc,
-                    city=mach.city,
-                    host=mach.address,
-                    port=port,
-                    server_id=port,
-                )
+    for k, m in enumerate(raw["machines"], 1):
+        idc, num = m["idc"], m["name"].rsplit("-m", 1)[1]
+        machines.append(
+            MachineSpec(
+                name=m["name"],
+                idc=idc,
+                city=city_of[idc],
+                index=k,
+                idc_index=int(idc.removeprefix("IDC")),
+                address=m["address"],
+                netns=None if loopback else f"ih{tag}-{idc.lower()}-m{num}",
             )
+        )
+    by_name = {m.name: m for m in machines}
+    nodes = [
+        NodeSpec(
+            name=n["name"],
+            shard=n["shard"],
+            meta=n["shard"] == "meta",
+            role=n["role"],
+            upstream=n.get("upstream"),
+            machine=n["machine"],
+            idc=by_name[n["machine"]].idc,
+            city=by_name[n["machine"]].city,
+            host=by_name[n["machine"]].address,
+            port=n["port"],
+            server_id=n["port"],
+        )
+        for n in raw["nodes"]
+    ]
     return LabShape(
         workdir=str(workdir.resolve()),
         tag=tag,

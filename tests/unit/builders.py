@@ -1,9 +1,10 @@
 """Small builders for the unit tests: a home topology, observations, snapshots, histories, records.
 
-The home layout is the lab's (``sim/lab/shape.py``): CITY1 holds IDC1 (primary) and IDC2 (standby),
-CITY2 holds IDC3 (backup_city); two machines per IDC; a meta shard and two data shards, each with
-``<shard>-m`` (primary), ``-ms`` (local_candidate), ``-sx`` (acker), ``-cas`` (cascade) and ``-rem``
-(remote). Primaries alternate between IDC1's machines, so every machine of IDC1 carries a primary.
+The home layout is the one generator the lab and the fleet use too (``sim/layout.py``): CITY1 holds
+IDC1 (primary) and IDC2 (standby), CITY2 holds IDC3 (backup_city); two machines per IDC; a meta
+shard and two data shards, each with ``<shard>-m`` (primary), ``-ms`` (local_candidate), ``-sx``
+(acker), ``-cas`` (cascade) and ``-rem`` (remote). Primaries alternate between IDC1's machines, so
+every machine of IDC1 carries a primary.
 
 Every builder returns a fresh value; modifiers return a changed copy and never mutate their input.
 """
@@ -26,10 +27,9 @@ from idc_ha.model.observation import (
 )
 from idc_ha.model.state import Baseline, Operation, OpKind, ShardRecord, home_record
 from idc_ha.model.topology import Topology
+from sim.layout import ROLE_SUFFIX as SUFFIX
+from sim.layout import home_layout
 
-CITIES = (("CITY1", (("IDC1", "primary"), ("IDC2", "standby"))), ("CITY2", (("IDC3", "backup_city"),)))
-SUFFIX = {"primary": "m", "local_candidate": "ms", "acker": "sx", "cascade": "cas", "remote": "rem"}
-BASE_PORT = 4400
 WALL = 1_700_000_000.0  # the wall clock every test decides at
 UPTIME = 86_400  # how long every server has been up, unless a test restarts one
 SEQ = 100  # the primary's binlog sequence number in a healthy snapshot
@@ -41,49 +41,7 @@ SAFE = (SyncState.IDC_SAFE, SyncState.NODE_SAFE)
 
 def layout(*, data_shards: int = 2, machines_per_idc: int = 2) -> dict[str, Any]:
     """The home layout as the plain data a config file holds; mutate a copy to break it."""
-    raw: dict[str, Any] = {
-        "cluster": "test",
-        "cities": [],
-        "idcs": [],
-        "machines": [],
-        "shards": [],
-        "nodes": [],
-    }
-    by_idc: dict[str, list[str]] = {}
-    for city, idcs in CITIES:
-        raw["cities"].append({"name": city})
-        for idc, role in idcs:
-            raw["idcs"].append({"name": idc, "city": city, "role": role})
-            k = int(idc.removeprefix("IDC"))
-            for m in range(1, machines_per_idc + 1):
-                name = f"{idc.lower()}-m{m}"
-                raw["machines"].append({"name": name, "idc": idc, "address": f"10.0.{k}.{10 + m}"})
-                by_idc.setdefault(idc, []).append(name)
-    port = BASE_PORT
-    for si, shard in enumerate(["meta", *(f"shard{i}" for i in range(1, data_shards + 1))]):
-        raw["shards"].append({"name": shard, "meta": shard == "meta"})
-        n = machines_per_idc
-        place = {
-            "primary": by_idc["IDC1"][si % n],
-            "local_candidate": by_idc["IDC1"][(si + 1) % n],
-            "acker": by_idc["IDC2"][si % n],
-            "cascade": by_idc["IDC2"][(si + 1) % n],
-            "remote": by_idc["IDC3"][si % n],
-        }
-        upstream = {"primary": None, "local_candidate": "m", "acker": "m", "cascade": "sx", "remote": "sx"}
-        for role, machine in place.items():
-            port += 1
-            node: dict[str, Any] = {
-                "name": f"{shard}-{SUFFIX[role]}",
-                "shard": shard,
-                "machine": machine,
-                "port": port,
-                "role": role,
-            }
-            if upstream[role] is not None:
-                node["upstream"] = f"{shard}-{upstream[role]}"
-            raw["nodes"].append(node)
-    return raw
+    return home_layout(data_shards=data_shards, machines_per_idc=machines_per_idc)
 
 
 def topology(raw: Mapping[str, Any] | None = None, **kw: int) -> Topology:

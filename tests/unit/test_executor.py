@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import pytest
 
-from idc_ha.act.admin import Admin
 from idc_ha.act.executor import Executor
 from idc_ha.act.fence import Fencer, pending
 from idc_ha.act.routing import RoutingPublisher
@@ -31,6 +30,7 @@ from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, ShardName, SyncSt
 from idc_ha.model.policy import Execution, Policy
 from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import MemoryAlertSink
+from idc_ha.ports import Admin
 
 from .builders import TOPO, WALL, failover_op, in_idc, pos, record
 from .fake_mariadb import FakeCluster, settle

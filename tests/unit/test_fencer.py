@@ -16,13 +16,13 @@ from typing import cast
 
 import pytest
 
-from idc_ha.act.admin import Admin
 from idc_ha.act.fence import Fencer
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
 from idc_ha.model.alert import AlertKind
 from idc_ha.model.ids import NodeName, ShardName, SyncState
 from idc_ha.notify.alerts import MemoryAlertSink
+from idc_ha.ports import Admin
 
 from .builders import TOPO, record
 from .fake_mariadb import FakeCluster, Sent, settle
