@@ -372,3 +372,11 @@ class Ticker:
             d = self.tick(round(start + k * every, 3), nodes)
             k += 1
         return d
+
+
+async def settle(fencer: Any) -> None:
+    """Wait for every fence attempt the last sweep started (the Fencer keeps them in ``_inflight``;
+    it has no public way to await them)."""
+    import asyncio
+
+    await asyncio.gather(*fencer._inflight.values(), return_exceptions=True)

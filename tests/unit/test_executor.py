@@ -1,4 +1,4 @@
-"""The executor against an in-memory MariaDB (``fake_mariadb``): an IDC failover promotes the acker
+"""The executor against an in-memory MariaDB (``sim.fleet``): an IDC failover promotes the acker
 without losing one relay-log transaction, a restarted daemon finishes it from any crash point, and
 it stops rather than promote or open on anything it has not verified.
 
@@ -31,9 +31,9 @@ from idc_ha.model.policy import Execution, Policy
 from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import MemoryAlertSink
 from idc_ha.ports import Admin
+from sim.fleet import Fleet
 
-from .builders import TOPO, WALL, failover_op, in_idc, pos, record
-from .fake_mariadb import FakeCluster, settle
+from .builders import TOPO, WALL, failover_op, in_idc, pos, record, settle
 
 SHARD = ShardName("shard1")
 M, MS, SX, CAS, REM = (NodeName(f"shard1-{s}") for s in ("m", "ms", "sx", "cas", "rem"))
@@ -112,7 +112,7 @@ class Daemon:
         return [e["step"] for e in self.store.journal() if e["event"] == event]
 
 
-def daemon(cluster: FakeCluster, state_dir: Path, *, on_effect: Callable[[str], None] | None = None) -> Daemon:
+def daemon(cluster: Fleet, state_dir: Path, *, on_effect: Callable[[str], None] | None = None) -> Daemon:
     """A freshly started daemon over ``state_dir`` (what it finds there is what it resumes)."""
     store = EffectStore(state_dir, on_effect)
     book, alerts = RecordBook(store), MemoryAlertSink()
@@ -129,7 +129,7 @@ def daemon(cluster: FakeCluster, state_dir: Path, *, on_effect: Callable[[str], 
     return Daemon(store, book, alerts, ex)
 
 
-def started(cluster: FakeCluster, state_dir: Path, *, fence: tuple[NodeName, ...] = (M,)) -> Daemon:
+def started(cluster: Fleet, state_dir: Path, *, fence: tuple[NodeName, ...] = (M,)) -> Daemon:
     """A daemon whose store holds the IDC_SAFE home record with the failover decide() started."""
     op = failover_op(SHARD).model_copy(update={"seen_received": RECEIVED, "fence": fence})
     d = daemon(cluster, state_dir)
@@ -146,15 +146,15 @@ async def resume(d: Daemon) -> None:
 
 
 @pytest.fixture
-def new_cluster() -> Iterator[Callable[..., FakeCluster]]:
+def new_cluster() -> Iterator[Callable[..., Fleet]]:
     """Builds the scenario's servers; afterwards, checks nothing ever sent a KILL or turned master
     semi-sync OFF on any of them."""
-    made: list[FakeCluster] = []
+    made: list[Fleet] = []
 
-    def make(*, sql: str = "Yes", io: str = "Connecting", applied: int = 0, rate: int = 20) -> FakeCluster:
+    def make(*, sql: str = "Yes", io: str = "Connecting", applied: int = 0, rate: int = 20) -> Fleet:
         """IDC1 dead; Sx received 50 transactions from M and applied ``applied`` of them, then its
         SQL (and, with io="No", IO) thread was left as given; it applies ``rate`` per tick."""
-        c = FakeCluster(TOPO).arrange_home(seq=100)
+        c = Fleet(TOPO).arrange_home(seq=100)
         c.write(M, 50)
         c.tick(apply=False)  # Sx's IO thread receives them; its SQL thread lags
         sx = c.nodes[SX]
@@ -177,7 +177,7 @@ def new_cluster() -> Iterator[Callable[..., FakeCluster]]:
         assert c.forbidden() == [], "a KILL or master semi-sync OFF was sent"
 
 
-def end_state(c: FakeCluster, book: RecordBook) -> dict[str, Any]:
+def end_state(c: Fleet, book: RecordBook) -> dict[str, Any]:
     """What a failover leaves behind, once replication has settled: the record and every server."""
     c.tick()
     c.tick()
@@ -197,7 +197,7 @@ def end_state(c: FakeCluster, book: RecordBook) -> dict[str, Any]:
     return {"record": book.get(SHARD), "nodes": nodes}
 
 
-def assert_promoted_without_loss(c: FakeCluster, book: RecordBook) -> None:
+def assert_promoted_without_loss(c: Fleet, book: RecordBook) -> None:
     sx = c.nodes[SX]
     assert sx.binlog == c.nodes[M].binlog, "Sx must hold every transaction M wrote, in order"
     assert sx.discarded == [] and sx.traps == []
@@ -220,7 +220,7 @@ def assert_promoted_without_loss(c: FakeCluster, book: RecordBook) -> None:
 
 
 async def test_idc_failover_promotes_the_acker_with_its_whole_relay_log(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """With IDC1 dead, the failover makes Sx a semi-sync primary acked by the cascade, at epoch 2
     NODE_SAFE, after applying all 50 transactions its relay log held."""
@@ -253,7 +253,7 @@ def crash_after(k: int) -> Callable[[str], None]:
     "cut", range(1, len(HAPPY_EFFECTS) + 1), ids=[f"{k:02d} {e}" for k, e in enumerate(HAPPY_EFFECTS, 1)]
 )
 async def test_a_restarted_daemon_finishes_the_failover_from_any_crash_point(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path, cut: int
+    new_cluster: Callable[..., Fleet], tmp_path: Path, cut: int
 ) -> None:
     """A daemon that dies right after any effect, restarted on the same store, ends exactly where an
     uninterrupted failover ends, with nothing lost."""
@@ -281,7 +281,7 @@ async def test_a_restarted_daemon_finishes_the_failover_from_any_crash_point(
 
 
 async def test_a_resumed_failover_keeps_the_promotion_point_it_recorded_first(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """Clients that wrote on the opened Sx before the crashed daemon came back do not move the
     recorded promotion point, and the cascade still receives their writes."""
@@ -319,7 +319,7 @@ FIRST_ON_SX = {
 
 @pytest.mark.parametrize("variant", STOPPED)
 async def test_a_stopped_sql_thread_resumes_from_its_relay_log(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path, variant: str
+    new_cluster: Callable[..., Fleet], tmp_path: Path, variant: str
 ) -> None:
     """With Sx's SQL thread (or both its threads) stopped before the failover, nothing STARTs a
     thread while both are stopped in GTID mode, and all 50 relay-log transactions are applied."""
@@ -333,7 +333,7 @@ async def test_a_stopped_sql_thread_resumes_from_its_relay_log(
 
 @pytest.mark.parametrize("variant", STOPPED)
 async def test_a_stopped_sql_thread_survives_a_crash_at_any_point(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path, variant: str
+    new_cluster: Callable[..., Fleet], tmp_path: Path, variant: str
 ) -> None:
     """With Sx's SQL thread stopped before the failover, a daemon crash after any effect up to the
     detach, then a restart, still ends promoted with nothing lost (past the detach the path is the
@@ -365,7 +365,7 @@ async def test_a_stopped_sql_thread_survives_a_crash_at_any_point(
 
 
 async def test_a_candidate_missing_what_the_proof_saw_is_never_promoted(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """Sx restarted after the proof and lost the 30 relay-log transactions it had not applied: the
     failover stops at record_promotion_point with FAILOVER_STUCK, and Sx is never detached or opened."""
@@ -391,7 +391,7 @@ async def test_a_candidate_missing_what_the_proof_saw_is_never_promoted(
 
 
 async def test_verify_semisync_waits_until_the_cascade_holds_all_the_new_primary_holds(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """The cascade acks but has not received the 50 transactions Sx applied: verify_semisync fails
     with FAILOVER_STUCK and nothing is committed or opened; once they arrive, the failover finishes."""
@@ -410,9 +410,7 @@ async def test_verify_semisync_waits_until_the_cascade_holds_all_the_new_primary
     assert_promoted_without_loss(c, d.book)
 
 
-async def test_the_verify_semisync_alert_names_its_shard(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
-) -> None:
+async def test_the_verify_semisync_alert_names_its_shard(new_cluster: Callable[..., Fleet], tmp_path: Path) -> None:
     """The FAILOVER_STUCK alert of a verify that times out names the shard, like every other alert."""
     c = new_cluster()
     c.nodes[CAS].stalled = True
@@ -433,7 +431,7 @@ UNVERIFIED = [
 
 @pytest.mark.parametrize("settings", UNVERIFIED)
 async def test_open_writes_refuses_a_node_whose_master_semisync_is_not_verified(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path, settings: dict[str, Any]
+    new_cluster: Callable[..., Fleet], tmp_path: Path, settings: dict[str, Any]
 ) -> None:
     """OpenWrites re-reads the master semi-sync settings and leaves the node read-only unless all of
     them are what the failover set."""
@@ -454,7 +452,7 @@ async def test_open_writes_refuses_a_node_whose_master_semisync_is_not_verified(
 
 
 async def test_a_stray_writable_node_that_could_not_be_fenced_is_fenced_when_it_returns(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """A writable remote the failover could not reach to fence is fenced by the Fencer when it
     answers again, so Sx is not left as one of two writable nodes."""
@@ -475,7 +473,7 @@ async def test_a_stray_writable_node_that_could_not_be_fenced_is_fenced_when_it_
 
 
 async def test_a_reachable_stray_that_cannot_be_fenced_keeps_writes_closed(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """A writable remote that answers but whose fence is stuck (a commit waits for an ack there)
     stops the failover before writes open, with an alert; it is handed to the Fencer meanwhile."""
@@ -495,7 +493,7 @@ async def test_a_reachable_stray_that_cannot_be_fenced_keeps_writes_closed(
 
 @pytest.mark.parametrize("stale", [False, True], ids=["info-current", "info-stale"])
 async def test_a_failover_resumed_after_the_acker_crashed_applies_its_whole_relay_log(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path, stale: bool
+    new_cluster: Callable[..., Fleet], tmp_path: Path, stale: bool
 ) -> None:
     """Sx crashed mid-failover and came back with skip-slave-start: both threads stopped, Gtid_IO_Pos
     empty, relay-log.info possibly pointing at the start of its relay log (measured after a crash).
@@ -513,12 +511,12 @@ async def test_a_failover_resumed_after_the_acker_crashed_applies_its_whole_rela
 
 
 async def test_start_replica_applies_the_relay_log_before_the_io_thread_reconnects(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """The acker restarted (skip-slave-start, stale relay-log.info) while M is alive: the reconcile
     step applies what its relay log holds from the first unapplied transaction, only then switches
     back to GTID mode and starts both threads; it acks again and nothing was discarded."""
-    c = FakeCluster(TOPO).arrange_home(seq=100)
+    c = Fleet(TOPO).arrange_home(seq=100)
     c.write(M, 30)
     sx = c.nodes[SX]
     sx.apply_per_tick = 0
@@ -543,7 +541,7 @@ async def test_start_replica_applies_the_relay_log_before_the_io_thread_reconnec
 async def test_start_replica_stops_on_a_sql_error_and_keeps_the_relay_log(tmp_path: Path) -> None:
     """Applying the relay log fails (the SQL thread stops with an error): the step alerts and raises,
     and never starts the IO thread, which would discard the rest of the relay log."""
-    c = FakeCluster(TOPO).arrange_home(seq=100)
+    c = Fleet(TOPO).arrange_home(seq=100)
     c.write(M, 30)
     sx = c.nodes[SX]
     sx.apply_per_tick = 0
@@ -561,7 +559,7 @@ async def test_start_replica_stops_on_a_sql_error_and_keeps_the_relay_log(tmp_pa
 
 
 async def test_a_group_cut_off_half_way_in_the_relay_log_is_not_waited_for(
-    new_cluster: Callable[..., FakeCluster], tmp_path: Path
+    new_cluster: Callable[..., Fleet], tmp_path: Path
 ) -> None:
     """The link went in the middle of transaction 151: its GTID event is in Sx's relay log, its
     commit is not, and it was never acknowledged. After a crash of Sx (skip-slave-start) the
@@ -584,7 +582,7 @@ async def test_arming_an_acker_that_acks_with_the_setting_off_switches_the_setti
     without restarting its IO thread."""
     from idc_ha.decide.plan import ArmAcker
 
-    c = FakeCluster(TOPO).arrange_home()
+    c = Fleet(TOPO).arrange_home()
     c.nodes[SX].slave_enabled = False
     d = daemon(c, tmp_path)
     detail = await asyncio.wait_for(d.executor.reconcile_step(ArmAcker(node=SX, source=M, reason="t")), BOUND)

@@ -1,4 +1,4 @@
-"""The Fencer against an in-memory MariaDB (``fake_mariadb``): a returning old primary is made
+"""The Fencer against an in-memory MariaDB (``sim.fleet``): a returning old primary is made
 read-only on a fresh connection the moment it answers; a fence stuck behind a commit that waits for
 an ack is reported once and left queued, and nothing is ever killed.
 
@@ -23,9 +23,9 @@ from idc_ha.model.alert import AlertKind
 from idc_ha.model.ids import NodeName, ShardName, SyncState
 from idc_ha.notify.alerts import MemoryAlertSink
 from idc_ha.ports import Admin
+from sim.fleet import Fleet, Sent
 
-from .builders import TOPO, record
-from .fake_mariadb import FakeCluster, Sent, settle
+from .builders import TOPO, record, settle
 
 SHARD = ShardName("shard1")
 M, SX, CAS = NodeName("shard1-m"), NodeName("shard1-sx"), NodeName("shard1-cas")
@@ -35,7 +35,7 @@ FENCE = "SET GLOBAL read_only=ON"
 
 @dataclass
 class Controller:
-    cluster: FakeCluster
+    cluster: Fleet
     store: FileStore
     book: RecordBook
     alerts: MemoryAlertSink
@@ -62,7 +62,7 @@ class Controller:
 async def ctl(tmp_path: Path) -> AsyncIterator[Controller]:
     """The cluster after the failover, with M pending a fence; afterwards, checks nothing ever sent
     a KILL or turned master semi-sync OFF, and stops every fence still in flight."""
-    c = FakeCluster(TOPO).arrange_home()
+    c = Fleet(TOPO).arrange_home()
     store = FileStore(tmp_path)
     book = RecordBook(store)
     book.put(
@@ -83,7 +83,7 @@ async def until(cond: Callable[[], bool]) -> None:
         await asyncio.sleep(0.01)
 
 
-def sent_to(c: FakeCluster, node: NodeName) -> list[Sent]:
+def sent_to(c: Fleet, node: NodeName) -> list[Sent]:
     return [s for s in c.sent if s.node == node]
 
 

@@ -1,0 +1,120 @@
+"""The real daemon (tick loop, decide, executor, Fencer, store) over the simulated fleet: the same
+code the lab runs, handed the fleet as its prober and admin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from idc_ha.act.routing import RoutingPublisher
+from idc_ha.coord.store import FileStore
+from idc_ha.daemon import Daemon
+from idc_ha.model.config import Config
+from idc_ha.model.ids import ShardName, SyncState
+from idc_ha.model.policy import Policy
+from idc_ha.model.state import Control
+from idc_ha.notify.alerts import MemoryAlertSink
+from sim.fleet import Fleet
+
+from .builders import SHARDS, TOPO, in_idc
+
+BOUND = 20.0  # no wait in this file is longer
+
+
+def config(state_dir: Path) -> Config:
+    return Config.model_validate(
+        {
+            **TOPO.model_dump(),
+            "state_dir": str(state_dir),
+            "policy": "policies/default.toml",
+            "mqtt": {"enabled": False},
+            "probe": {"interval_s": 0.1},
+        }
+    )
+
+
+class Running:
+    def __init__(self, daemon: Daemon, fleet: Fleet, alerts: MemoryAlertSink, task: asyncio.Task[None]) -> None:
+        self.daemon, self.fleet, self.alerts, self.task = daemon, fleet, alerts, task
+
+    async def until(self, what: str, pred: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + BOUND
+        while not pred():
+            assert time.monotonic() < deadline, f"{what} not reached in {BOUND} s"
+            assert not self.task.done(), f"the daemon stopped: {self.task}"
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    fleet = Fleet(TOPO, clock=time.monotonic, wall=time.time).arrange_home()
+    alerts = MemoryAlertSink()
+    cfg = config(tmp_path / "state")
+    d = Daemon(
+        cfg,
+        Policy(),
+        prober=fleet,
+        admin=fleet,
+        store=FileStore(cfg.state_dir),
+        alerts=alerts,
+        routing=RoutingPublisher(None, TOPO, prefix="idc-ha"),
+    )
+    task = asyncio.create_task(d.run())
+    r = Running(d, fleet, alerts, task)
+    try:
+        await r.until("IDC_SAFE on every shard", lambda: _all(d, lambda rec: rec.sync == SyncState.IDC_SAFE))
+        await asyncio.sleep(1.5)  # watched long enough for the proof (min_watch_s 1 s)
+        yield r
+    finally:
+        d.stop()
+        await asyncio.wait_for(task, BOUND)
+    assert fleet.forbidden() == [], "a KILL or master semi-sync OFF was sent"
+
+
+def _all(d: Daemon, pred: Callable[..., bool]) -> bool:
+    recs = d.book.all()
+    return len(recs) == len(SHARDS) and all(pred(recs[ShardName(s)]) for s in SHARDS)
+
+
+async def test_idc1_dead_moves_every_shard_to_idc2(running: Running) -> None:
+    """Every IDC1 server refuses: every shard's acker is promoted, its cascade acks, writes reopen
+    with semi-sync in force, and the old primaries wait to be fenced on return."""
+    for n in in_idc(TOPO, "IDC1"):
+        running.fleet.nodes[n].dead = True
+    d = running.daemon
+    await running.until(
+        "every shard in IDC2", lambda: _all(d, lambda rec: rec.primary.endswith("-sx") and rec.op is None)
+    )
+    for s in SHARDS:
+        rec = d.book.get(ShardName(s))
+        assert rec is not None and rec.epoch == 2 and rec.sync == SyncState.NODE_SAFE and f"{s}-m" in rec.fence_pending
+        o = running.fleet.observation(f"{s}-sx")
+        assert not o.read_only and o.semisync_master is not None and o.semisync_master.clients == 1
+
+
+async def test_a_paused_daemon_still_fences_a_writable_stray(running: Running) -> None:
+    """Pause stops promotions, not fencing: a replica opened by mistake is made read-only."""
+    running.daemon.store.write_control(Control(paused=True))
+    running.fleet.nodes["shard1-rem"].read_only = False
+    await running.until("shard1-rem fenced", lambda: running.fleet.nodes["shard1-rem"].read_only)
+
+
+async def test_a_restarted_acker_is_started_relay_log_first(running: Running) -> None:
+    """The acker restarts with skip-slave-start holding 30 unapplied transactions: the daemon
+    applies them and starts its replication; commits on the primary are acknowledged again."""
+    f = running.fleet
+    sx = f.nodes["shard1-sx"]
+    sx.apply_per_tick = 0
+    f.write("shard1-m", 30)
+    await running.until("the acker received 30", lambda: len(sx.replica.relay) == 30 if sx.replica else False)
+    f.restart("shard1-sx", skip_slave_start=True, stale_info=True)
+    sx.apply_per_tick = None
+    await running.until("the acker acking again", lambda: f.observation("shard1-sx").semisync_slave.status)  # type: ignore[union-attr]
+    assert sx.discarded == [] and sx.slave_pos.by_domain[0].seq == 130
+    before = f.nodes["shard1-m"].yes_tx
+    f.write("shard1-m", 5)
+    await running.until("new commits acknowledged", lambda: f.nodes["shard1-m"].yes_tx == before + 5)
