@@ -31,7 +31,7 @@ from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, Fence, ShardPlan
-from idc_ha.decide.rules import decide
+from idc_ha.decide.tick import decide
 from idc_ha.errors import IdcHaError
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName

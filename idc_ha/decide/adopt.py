@@ -32,6 +32,7 @@ controller checks again).
 
 from __future__ import annotations
 
+from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import ShardRecord
@@ -125,3 +126,68 @@ def mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
         if o is not None and o.reachable and o.source != rec.primary:
             return f"the acker {a} does not replicate from {rec.primary}"
     return None
+
+
+def adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, was_adopted: bool) -> str | None:
+    """None when the controller may act on this shard now; else why not (see ``adopt``).
+    ``history`` holds the snapshots not decided on before."""
+    bad = record_problem(rec, t)
+    if bad is not None:
+        return bad
+    if rec.op is not None:
+        if was_adopted:
+            return None  # this controller's own operation: resumed as written
+        why_op = "no snapshot"
+        for snap in history:
+            m = op_mismatch(rec, snap, t)
+            if m is None:
+                return None
+            why_op = m
+        return f"operation {rec.op.id} in the store no longer fits: {why_op}"
+    if was_adopted:
+        rival = outside_promotion(rec, history[-1], t)
+        if rival is None:
+            return None
+        return (
+            f"{rival} is writable and replicates from nothing of the shard while {rec.primary} is not: "
+            "promoted by hand?"
+        )
+    why = "no snapshot"
+    adopted_at: int | None = None
+    for k, snap in enumerate(history):
+        if adopted_at is None:
+            why_k = mismatch(rec, snap, t)
+            if why_k is None:
+                adopted_at = k
+            else:
+                why = why_k
+        elif outside_promotion(rec, snap, t) is not None:
+            adopted_at, why = None, "the layout changed outside the controller at a later round"
+    return None if adopted_at is not None else why
+
+
+def unadopted_alert(rec: ShardRecord, why: str, *, home: bool, op: bool = False) -> Alert:
+    what = (
+        "the store has no record for it and the servers do not match the home layout"
+        if home
+        else f"the servers do not match its record (epoch {rec.epoch}, primary {rec.primary})"
+    )
+    hint = (
+        "compare `idc-ha status` with the servers. Restoring a state_dir backup is safe: a record is acted "
+        "on only once the servers match it, so a stale one is refused, never enforced. After a promotion by "
+        "hand, keep the promoted node the only writable one; the controller stays hands-off meanwhile"
+    )
+    if op and rec.op is not None:
+        hint = (
+            f"to let the failover finish, make {rec.op.old_primary} read-only (SET GLOBAL read_only=ON) and keep "
+            f"{rec.op.target} replicating from it or detached: the controller resumes it then. To keep "
+            f"{rec.op.old_primary} primary instead, act by hand; the controller stays hands-off on this shard"
+        )
+    return Alert(
+        kind=AlertKind.UNADOPTED,
+        severity=Severity.CRITICAL,
+        shard=rec.shard,
+        epoch=rec.epoch,
+        reason=f"{rec.shard}: {what}: {why}; the controller takes no action on this shard (no fence, no failover)",
+        hint=hint,
+    )

@@ -353,7 +353,7 @@ class Ticker:
         self.plans: dict[ShardName, float] = {}  # shard -> when its first plan was decided
 
     def tick(self, at: float, nodes: Mapping[NodeName, NodeObservation]) -> Any:
-        from idc_ha.decide.rules import decide
+        from idc_ha.decide.tick import decide
 
         snap = snapshot(nodes, at=at)
         self.hist = [s for s in (*self.hist, snap) if snap.taken_at - s.taken_at <= self.policy.history_s]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import Decision, Fence, StartReplica
-from idc_ha.decide.rules import decide
+from idc_ha.decide.tick import decide
 from idc_ha.model.alert import AlertKind
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName

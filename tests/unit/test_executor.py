@@ -23,7 +23,7 @@ from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
 from idc_ha.decide.plan import OpenWrites, ShardPlan, StartReplica
-from idc_ha.decide.rules import failover_plan
+from idc_ha.decide.plans import failover_plan
 from idc_ha.errors import StepFailed
 from idc_ha.model.alert import AlertKind
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, ShardName, SyncState

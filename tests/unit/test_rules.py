@@ -27,7 +27,8 @@ from idc_ha.decide.plan import (
     VerifySemisync,
     WaitRelayApplied,
 )
-from idc_ha.decide.rules import decide, failover_plan
+from idc_ha.decide.plans import failover_plan
+from idc_ha.decide.tick import decide
 from idc_ha.decide.verdicts import Health, Verdicts
 from idc_ha.errors import InvariantViolation
 from idc_ha.model.alert import AlertKind, Severity

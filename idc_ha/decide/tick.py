@@ -1,0 +1,228 @@
+"""decide(): one tick's verdicts, sync-state records, alerts, plans and reconcile steps.
+
+Pure: no I/O, no clock. In order:
+
+1. verdicts for every node, machine, IDC and city (``verdicts``), an IDC confirmed down staying
+   down until one of its nodes answers (``Memory.dead_idcs``);
+2. per shard, adoption (``adopt``): a shard whose record reality has not been seen to match gets
+   no action at all, only an ``unadopted`` alert; then its sync state (``syncstate``);
+3. what this controller watched of each primary (``contact``);
+4. the rules (``rules``), first answer wins per shard;
+5. the safety invariants, plan by plan (``invariants``): a violating plan is dropped with a
+   critical alert, the other shards go on; then the whole decision is checked again;
+6. drift (``drift``) for adopted shards with no operation: alerts, fences, and the few
+   corrective steps that are always safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from idc_ha.decide.adopt import adoption, unadopted_alert
+from idc_ha.decide.contact import update_contacts
+from idc_ha.decide.drift import drift
+from idc_ha.decide.invariants import check, check_plan
+from idc_ha.decide.memory import Memory
+from idc_ha.decide.plan import AnyStep, Decision, ShardPlan
+from idc_ha.decide.rules import ShardView, run_rules
+from idc_ha.decide.syncstate import next_record
+from idc_ha.decide.verdicts import Health, assess, latch
+from idc_ha.errors import InvariantViolation
+from idc_ha.model.alert import Alert, AlertKind, Severity
+from idc_ha.model.ids import IdcName, NodeName, ShardName, SyncState
+from idc_ha.model.observation import Snapshot
+from idc_ha.model.policy import Policy
+from idc_ha.model.state import Control, ShardRecord, home_record
+from idc_ha.model.topology import Topology
+
+SAFE = (SyncState.IDC_SAFE, SyncState.NODE_SAFE)
+
+
+def decide(
+    history: tuple[Snapshot, ...],
+    topology: Topology,
+    policy: Policy,
+    records: Mapping[ShardName, ShardRecord],
+    control: Control,
+    *,
+    wall: float,
+    memory: Memory | None = None,
+) -> Decision:
+    """Decide one tick. ``history`` is oldest first and ends with this tick's snapshot; ``memory``
+    is what the previous tick's Decision returned (None for a controller that just started).
+
+    Returns the decision: records to write first, then alerts, plans and reconcile steps, with
+    the verdicts it was based on. Raises InvariantViolation if a plan would break a safety
+    invariant: a bug, and nothing may be executed.
+    """
+    mem = memory or Memory()
+    snap = history[-1]
+    fresh = tuple(s for s in history if mem.at is None or s.taken_at > mem.at) or (snap,)
+    v = latch(assess(history, topology, policy.detection), snap, topology, mem.dead_idcs, policy.detection)
+    alerts: list[Alert] = []
+    reasons: dict[ShardName, str] = {}
+    changed: dict[ShardName, ShardRecord] = {}
+    recs: dict[ShardName, ShardRecord] = {}
+    adopted: set[ShardName] = set()
+
+    for shard in topology.shards:
+        old = records.get(shard.name)
+        rec = old or home_record(topology, shard.name, wall=wall)
+        why_not = adoption(rec, fresh, topology, was_adopted=shard.name in mem.adopted)
+        if why_not is not None:
+            alerts.append(unadopted_alert(rec, why_not, home=old is None, op=rec.op is not None))
+            reasons[shard.name] = f"no action: not adopted ({why_not})"
+            continue
+        adopted.add(shard.name)
+        new = next_record(rec, snap, topology, wall=wall, before=_since_last_answer(history, rec.primary))
+        if old is None or new is not rec:
+            changed[shard.name] = new
+        if new.sync != rec.sync:
+            alerts.append(sync_alert(new, before=rec.sync))
+        recs[shard.name] = new
+
+    seen = update_contacts(mem.contacts, fresh, recs, max_blind_s=policy.proof.max_blind_s)
+    alerts += _idc_alerts(v.idcs)
+    main_city = topology.primary_idc.city
+    city_failed = v.cities[main_city] in (Health.DEAD, Health.UNREACHABLE)
+    if city_failed:
+        alerts.append(
+            Alert(
+                kind=AlertKind.MAIN_CITY_DOWN,
+                severity=Severity.CRITICAL,
+                reason=f"every IDC of the main city {main_city} has failed; no automatic action",
+                hint="decide on a cross-city promotion: `idc-ha promote-city` states the possible data loss",
+            )
+        )
+
+    plans: list[ShardPlan] = []
+    for s, rec in recs.items():
+        view = ShardView(
+            rec=rec,
+            snap=snap,
+            t=topology,
+            policy=policy,
+            control=control,
+            verdicts=v,
+            contact=seen.get(s),
+            wall=wall,
+            main_city=main_city,
+            city_failed=city_failed,
+        )
+        out = run_rules(view)
+        reasons[s] = out.reason
+        alerts += out.alerts
+        if out.record is not None:
+            changed[s] = out.record
+        if out.plan is not None:
+            plans.append(out.plan)
+
+    kept = _checked(plans, changed, records, snap, topology, alerts, reasons)
+    reconcile: dict[ShardName, tuple[AnyStep, ...]] = {}
+    planned = {p.shard for p in kept}
+    for s, rec in recs.items():
+        current = changed.get(s, rec)
+        if current.op is not None or s in planned:
+            continue
+        drift_alerts, steps = drift(current, snap, topology, paused=control.is_paused(s))
+        alerts += drift_alerts
+        if steps:
+            reconcile[s] = tuple(steps)
+    decision = Decision(
+        records=changed,
+        plans=tuple(kept),
+        alerts=tuple(alerts),
+        reasons=reasons,
+        verdicts=v,
+        reconcile=reconcile,
+        memory=Memory(
+            contacts=seen,
+            adopted=frozenset(adopted),
+            at=snap.taken_at,
+            dead_idcs=frozenset(i for i, h in v.idcs.items() if h == Health.DEAD),
+        ),
+    )
+    check(decision, records, snap, topology)
+    return decision
+
+
+def _checked(
+    plans: list[ShardPlan],
+    changed: dict[ShardName, ShardRecord],
+    records: Mapping[ShardName, ShardRecord],
+    snap: Snapshot,
+    t: Topology,
+    alerts: list[Alert],
+    reasons: dict[ShardName, str],
+) -> list[ShardPlan]:
+    """The plans that keep the invariants. A violation is a bug: that shard's plan (and the
+    operation it would have recorded) is dropped with a critical alert, the other shards go on."""
+    kept: list[ShardPlan] = []
+    for plan in plans:
+        try:
+            check_plan(plan, changed, records, snap, t)
+            kept.append(plan)
+        except InvariantViolation as e:
+            before = records.get(plan.shard)
+            if plan.shard in changed and changed[plan.shard].op is not None and not (before and before.op):
+                changed[plan.shard] = changed[plan.shard].model_copy(update={"op": None})
+                if before == changed[plan.shard]:
+                    del changed[plan.shard]
+            alerts.append(
+                Alert(
+                    kind=AlertKind.FAILOVER_STUCK,
+                    severity=Severity.CRITICAL,
+                    shard=plan.shard,
+                    reason=f"invariant violated, nothing executed: {e.message}",
+                    hint="this is a bug in idc-ha: act by hand and report it",
+                )
+            )
+            reasons[plan.shard] = f"no action: invariant violated: {e.message}"
+    return kept
+
+
+def _idc_alerts(idcs: Mapping[IdcName, Health]) -> list[Alert]:
+    return [
+        Alert(
+            kind=AlertKind.IDC_DOWN,
+            severity=Severity.CRITICAL,
+            idc=idc,
+            reason=f"IDC {idc} is down: all its machines are dead",
+            hint="shards proven RPO=0 move to the standby IDC automatically; check the others' alerts",
+        )
+        for idc, health in idcs.items()
+        if health == Health.DEAD
+    ]
+
+
+def _since_last_answer(history: tuple[Snapshot, ...], node: NodeName) -> tuple[Snapshot, ...]:
+    """The rounds before the newest one back to (and with) the last in which ``node`` answered;
+    empty when it never did."""
+    out: list[Snapshot] = []
+    for snap in reversed(history[:-1]):
+        out.append(snap)
+        o = snap.nodes.get(node)
+        if o is not None and o.reachable:
+            return tuple(reversed(out))
+    return ()
+
+
+def sync_alert(rec: ShardRecord, *, before: SyncState) -> Alert:
+    if rec.sync in SAFE:
+        return Alert(
+            kind=AlertKind.SYNC_RESTORED,
+            severity=Severity.INFO,
+            shard=rec.shard,
+            node=rec.primary,
+            epoch=rec.epoch,
+            reason=f"{rec.shard} is {rec.sync} (was {before}): {rec.reason}",
+        )
+    return Alert(
+        kind=AlertKind.SYNC_DEGRADED,
+        severity=Severity.WARNING if before not in SAFE else Severity.CRITICAL,
+        shard=rec.shard,
+        node=rec.primary,
+        epoch=rec.epoch,
+        reason=f"{rec.shard} is {rec.sync} (was {before}): {rec.reason}",
+        hint="no automatic promotion until the shard is proven synchronous again",
+    )
