@@ -17,7 +17,6 @@ import asyncio
 import os
 import signal
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -35,7 +34,6 @@ from idc_ha.decide.tick import decide
 from idc_ha.errors import IdcHaError
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName
-from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import AlertSink, Deduplicating, LogAlertSink, MqttAlertSink
@@ -109,7 +107,6 @@ class Daemon:
         self.memory = Memory()
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)
         self.view: TickView | None = None
-        self.history: deque[Snapshot] = deque()
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
         self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
@@ -186,13 +183,10 @@ class Daemon:
 
     async def tick(self) -> Decision:
         snap = await self.observer.round()
-        self.history.append(snap)
-        while self.history and snap.taken_at - self.history[0].taken_at > self.policy.history_s:
-            self.history.popleft()
         control = self.store.load_control()
         wall = self.clock.wall()
         decision = decide(
-            tuple(self.history), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory
+            (snap,), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory
         )
         self.memory = decision.memory
         self.ticks += 1

@@ -33,21 +33,20 @@ in shards x new snapshots.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.state import ShardRecord
 
+EMPTY = GtidPos()  # immutable, so one shared default is safe
 ACKER_GAP_S = 1.0  # an acker unseen this long or less, and unchanged after, keeps its lost-link run
 UPTIME_TOLERANCE_S = 2.0  # Uptime is whole seconds, read a little after taken_at
 
 
-class Contact(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
+@dataclass(frozen=True, slots=True)
+class Contact:
     primary: NodeName
     at: float  # taken_at of the newest snapshot folded in
     watched_since: float  # the first answer of the current unbroken watch
@@ -55,10 +54,10 @@ class Contact(BaseModel):
     lost_at: float | None = None  # the first snapshot after seen_at: the primary did not answer
     acker: NodeName | None = None
     acker_seen_at: float | None = None  # the acker's latest observation up to seen_at
-    acker_received: GtidPos = GtidPos()  # ... what it held then
+    acker_received: GtidPos = EMPTY  # ... what it held then
     acker_uptime_s: int = 0  # ... and its uptime then (a restart shows as uptime growing slower than time)
     acker_cut_since: float | None = None
-    acker_cut_received: GtidPos = GtidPos()
+    acker_cut_received: GtidPos = EMPTY
     acker_cut_seen: float | None = None  # the run's latest round in which the acker was seen
     acker_cut_uptime_s: int = 0  # ... and its uptime then
 
@@ -117,7 +116,8 @@ def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: floa
         unbroken = mine is not None and snap.taken_at - mine.seen_at <= max_blind_s
         keep = mine if mine is not None and same_acker else None
         up = a is not None and a.reachable
-        base = Contact(
+        carried = {k: getattr(keep, k) for k in _CUT} if keep is not None else {}
+        return Contact(
             primary=rec.primary,
             at=snap.taken_at,
             watched_since=mine.watched_since if unbroken and mine is not None else snap.taken_at,
@@ -126,18 +126,21 @@ def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: floa
             acker_seen_at=snap.taken_at if up else (keep.acker_seen_at if keep else None),
             acker_received=a.received() if up and a is not None else (keep.acker_received if keep else GtidPos()),
             acker_uptime_s=a.uptime_s if up and a is not None else (keep.acker_uptime_s if keep else 0),
+            **{**carried, **cut},
         )
-        carried = {k: getattr(keep, k) for k in _CUT} if keep is not None else {}
-        return base.model_copy(update={**carried, **cut})
     if mine is None:
         return None  # never seen answering: nothing to remember
-    return mine.model_copy(
-        update={
-            "at": snap.taken_at,
-            "lost_at": snap.taken_at if mine.lost_at is None else mine.lost_at,
-            "acker": acker,
-            **cut,
-        }
+    return Contact(
+        primary=mine.primary,
+        at=snap.taken_at,
+        watched_since=mine.watched_since,
+        seen_at=mine.seen_at,
+        lost_at=snap.taken_at if mine.lost_at is None else mine.lost_at,
+        acker=acker,
+        acker_seen_at=mine.acker_seen_at,
+        acker_received=mine.acker_received,
+        acker_uptime_s=mine.acker_uptime_s,
+        **{**{k: getattr(mine, k) for k in _CUT}, **cut},
     )
 
 

@@ -18,9 +18,12 @@ done on the strength of a drift check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from idc_ha.decide.plan import AnyStep, ArmAcker, Fence, StartReplica
 from idc_ha.model.alert import Alert, AlertKind, Severity
-from idc_ha.model.observation import Snapshot
+from idc_ha.model.ids import NodeName
+from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
 
@@ -44,14 +47,15 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False
             )
         )
 
-    p = snap.nodes.get(rec.primary)
+    nodes = snap.nodes
+    p = nodes.get(rec.primary)
     primary_up = p is not None and p.reachable
-    primary_writes = p is not None and p.writable
+    primary_writes = primary_up and p is not None and not p.read_only
     for n in t.nodes_by_shard[rec.shard]:
-        o = snap.nodes.get(n.name)
+        name = n.name
+        o = nodes.get(name)
         if o is None or not o.reachable:
             continue
-        name = n.name
         if name == rec.primary:
             if o.read_only:
                 alert(
@@ -60,7 +64,7 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False
                     "if no failover is running, check who set read_only; the controller does not open nodes on drift",
                 )
             continue
-        if o.writable and name not in rec.fence_pending:
+        if not o.read_only and name not in rec.fence_pending:
             if primary_writes:
                 alert(
                     name,
@@ -78,49 +82,72 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False
                     f"otherwise SET GLOBAL read_only=ON on {name}",
                     Severity.CRITICAL,
                 )
-        if name not in rec.upstreams:
+        up = rec.upstreams.get(name)
+        if up is None:
             continue
-        up = rec.upstreams[name]
-        host, port = t.address_of(up)
-        wired = o.replica is not None and o.source == up
-        if not wired:
-            src = f"{o.replica.source_host}:{o.replica.source_port}" if o.replica else "nothing"
-            alert(
-                name,
-                f"{name} replicates from {src}, the layout says {up} ({host}:{port})",
-                f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port} on {name}",
-            )
-        elif o.replica is not None and o.replica.never_started:
-            if paused:
-                alert(
-                    name,
-                    f"{name} restarted and its replication is not started (skip-slave-start); the controller is paused",
-                    f"resume the controller, or on {name} apply its relay log before START SLAVE "
-                    "(docs/operations.md: starting a replica after a restart)",
-                )
-            else:
-                alert(
-                    name,
-                    f"{name} restarted with replication stopped (skip-slave-start): starting it, relay log first",
-                    "",
-                    Severity.INFO,
-                )
-                steps.append(StartReplica(node=name, source=up, reason="a restarted replica of the layout replicates"))
-            continue
+        r = o.replica
         s = o.semisync_slave
-        if name in rec.ackers:
-            if s is None or not s.enabled:
-                alert(
-                    name,
-                    f"the acker {name} has semi-sync slave off: commits on {rec.primary} wait for nobody",
-                    "set rpl_semi_sync_slave_enabled=ON in its config file too",
-                )
-                if primary_up and up == rec.primary and not paused:
-                    steps.append(ArmAcker(node=name, source=up, reason="the recorded acker must ack"))
-        elif s is not None and s.enabled:
+        acker = name in rec.ackers
+        slave_on = s is not None and s.enabled
+        if r is not None and r.source == up and not r.never_started and slave_on == acker:
+            continue  # the common case: wired as the layout says, the semi-sync role right
+        _replica_drift(rec, name, up, o, t, paused=paused, primary_up=primary_up, alert=alert, steps=steps)
+    return alerts, steps
+
+
+def _replica_drift(
+    rec: ShardRecord,
+    name: NodeName,
+    up: NodeName,
+    o: NodeObservation,
+    t: Topology,
+    *,
+    paused: bool,
+    primary_up: bool,
+    alert: Callable[..., None],
+    steps: list[AnyStep],
+) -> None:
+    """Drift of a replica of the layout: wired elsewhere, restarted and not started, or the wrong
+    semi-sync role."""
+    host, port = t.address_of(up)
+    wired = o.replica is not None and o.source == up
+    if not wired:
+        src = f"{o.replica.source_host}:{o.replica.source_port}" if o.replica else "nothing"
+        alert(
+            name,
+            f"{name} replicates from {src}, the layout says {up} ({host}:{port})",
+            f"CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port} on {name}",
+        )
+    elif o.replica is not None and o.replica.never_started:
+        if paused:
             alert(
                 name,
-                f"{name} has semi-sync slave on but is not an acker: it could ack commits the acker never got",
-                "SET GLOBAL rpl_semi_sync_slave_enabled=OFF and remove it from its config file",
+                f"{name} restarted and its replication is not started (skip-slave-start); the controller is paused",
+                f"resume the controller, or on {name} apply its relay log before START SLAVE "
+                "(docs/operations.md: starting a replica after a restart)",
             )
-    return alerts, steps
+        else:
+            alert(
+                name,
+                f"{name} restarted with replication stopped (skip-slave-start): starting it, relay log first",
+                "",
+                Severity.INFO,
+            )
+            steps.append(StartReplica(node=name, source=up, reason="a restarted replica of the layout replicates"))
+        return
+    s = o.semisync_slave
+    if name in rec.ackers:
+        if s is None or not s.enabled:
+            alert(
+                name,
+                f"the acker {name} has semi-sync slave off: commits on {rec.primary} wait for nobody",
+                "set rpl_semi_sync_slave_enabled=ON in its config file too",
+            )
+            if primary_up and up == rec.primary and not paused:
+                steps.append(ArmAcker(node=name, source=up, reason="the recorded acker must ack"))
+    elif s is not None and s.enabled:
+        alert(
+            name,
+            f"{name} has semi-sync slave on but is not an acker: it could ack commits the acker never got",
+            "SET GLOBAL rpl_semi_sync_slave_enabled=OFF and remove it from its config file",
+        )

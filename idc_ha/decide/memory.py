@@ -4,16 +4,19 @@ and must see for itself before it acts (see ``contact`` and ``adopt``)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass, field
 
+from idc_ha.decide.acks import AckWatch
 from idc_ha.decide.contact import Contact
+from idc_ha.decide.tracks import Tracks
 from idc_ha.model.ids import IdcName, ShardName
 
 
-class Memory(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    contacts: dict[ShardName, Contact] = {}  # per shard: what this controller watched of its primary
+@dataclass(frozen=True)
+class Memory:
+    contacts: dict[ShardName, Contact] = field(default_factory=dict)  # per shard: what this controller watched
     adopted: frozenset[ShardName] = frozenset()  # shards whose record reality was seen to match
     at: float | None = None  # taken_at of the newest snapshot already decided on
     dead_idcs: frozenset[IdcName] = frozenset()  # confirmed down, and none of their nodes answered since
+    tracks: Tracks = field(default_factory=Tracks)  # failure streaks and lost links (verdicts)
+    acks: dict[ShardName, AckWatch] = field(default_factory=dict)  # who could ack since each primary's last answer

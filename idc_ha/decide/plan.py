@@ -137,7 +137,7 @@ class Decision(BaseModel):
     shard); ``reasons`` is one line per shard for the log; ``memory`` goes back into the next
     tick's ``decide``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     records: dict[ShardName, ShardRecord]  # new or changed records only
     plans: tuple[ShardPlan, ...]

@@ -32,6 +32,7 @@ unknown source counts as a possible acker, never as "not the primary's".
 
 from __future__ import annotations
 
+from idc_ha.decide.acks import AckerSeen, AckWatch
 from idc_ha.model.ids import NodeName, SyncState
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import Baseline, Recovery, ShardRecord
@@ -105,31 +106,17 @@ def _strict_mode(rec: ShardRecord, snap: Snapshot) -> Unsafe | None:
     return None
 
 
-def _acking(o: NodeObservation | None, primary: NodeName) -> bool:
-    """Seen connected to ``primary`` as a semi-sync replica that acks."""
-    return (
-        o is not None
-        and o.reachable
-        and o.source == primary
-        and o.replica is not None
-        and o.replica.io_connected
-        and o.semisync_slave is not None
-        and o.semisync_slave.status
-    )
-
-
-def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, before: tuple[Snapshot, ...]) -> Unsafe | None:
+def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, watch: AckWatch | None) -> Unsafe | None:
     """Whether a node other than the recorded acker could be acking the primary's commits:
 
     * the primary counts more semi-sync clients than there are recorded ackers;
     * a node of the shard outside the recorded ackers acks (its source being the primary, or an
       address that matches no node: unknown counts as possible);
-    * ``Rpl_semi_sync_master_yes_tx`` rose since the primary's previous answer (``before[0]``;
-      ``before`` holds every round since) while the recorded acker cannot have acked: seen in
-      some of those rounds, acking in none, and holding the same in all it was seen. That is a
-      client the controller cannot see (a replica it cannot reach, or one outside the topology).
-      An acker unseen in every round is no evidence either way; a stale client count (a dump
-      thread left over from a cut link, measured) acks nothing and is no evidence either.
+    * ``Rpl_semi_sync_master_yes_tx`` rose since the primary's previous answer (``watch``) while
+      the recorded acker cannot have acked: seen in some round since, acking in none, and holding
+      the same in all it was seen (``acks``). That is a client the controller cannot see (a
+      replica it cannot reach, or one outside the topology). A stale client count (a dump thread
+      left over from a cut link, measured) acks nothing and is no evidence.
     """
     p = snap.nodes[rec.primary]
     m = p.semisync_master
@@ -148,19 +135,14 @@ def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, before: tuple[S
             continue
         if o.source is None or o.source == rec.primary:
             return SyncState.UNKNOWN, f"{name} acks commits of {rec.primary} but is not the recorded acker"
-    if not before:
-        return None
-    p0 = before[0].nodes.get(rec.primary)
-    m0 = p0.semisync_master if p0 is not None and p0.reachable else None
+    p0 = watch.last if watch is not None and watch.primary == rec.primary else None
+    m0 = p0.semisync_master if p0 is not None else None
     if m is None or m0 is None or p0 is None or p0.server_id != p.server_id or m.yes_tx <= m0.yes_tx:
         return None
-    rounds = (*before, snap)
+    assert watch is not None
     for a in rec.ackers:
-        seen = [o for r in rounds if (o := r.nodes.get(a)) is not None and o.reachable]
-        if not seen or any(_acking(o, rec.primary) for o in seen):
+        if watch.seen.get(a, AckerSeen()).add(snap.nodes.get(a), rec.primary).could_have_acked():
             return None
-        if len({o.received() for o in seen}) > 1:
-            return None  # it received something in between, so it was connected and may have acked
     return SyncState.UNKNOWN, (
         f"{m.yes_tx - m0.yes_tx} commit(s) on {rec.primary} were acknowledged while the recorded acker "
         f"{', '.join(rec.ackers)} was not acking: another semi-sync client (unseen, or outside the topology) acks"
@@ -168,10 +150,10 @@ def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, before: tuple[S
 
 
 def unsafe_reason(
-    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, before: tuple[Snapshot, ...] = ()
+    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, acks: AckWatch | None = None
 ) -> Unsafe | None:
     """Why the shard cannot be counted synchronous right now, or None. The primary is reachable;
-    ``before`` holds the rounds since its previous answer (that one first), to tell who acked."""
+    ``acks`` is what was seen since its previous answer, to tell who acked in between."""
     o = snap.nodes[rec.primary]
     m = o.semisync_master
     strict = _strict_mode(rec, snap)
@@ -203,7 +185,7 @@ def unsafe_reason(
         )
     if m.wait_point.upper() != "AFTER_SYNC":
         return SyncState.UNKNOWN, f"rpl_semi_sync_master_wait_point on {rec.primary} is {m.wait_point}, not AFTER_SYNC"
-    return _other_ackers(rec, snap, t, before)
+    return _other_ackers(rec, snap, t, acks)
 
 
 def _acker_ready(rec: ShardRecord, snap: Snapshot) -> str | None:
@@ -230,7 +212,7 @@ def safe_state(rec: ShardRecord, t: Topology) -> SyncState:
 
 
 def next_record(
-    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, before: tuple[Snapshot, ...] = ()
+    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, acks: AckWatch | None = None
 ) -> ShardRecord:
     """The record after this observation; the same object when nothing changed (no write).
     Boot times come from the snapshot's own wall clock (uptime was read then); ``wall`` only
@@ -240,7 +222,7 @@ def next_record(
     o = snap.nodes.get(rec.primary)
     if o is None or not o.reachable:
         return rec
-    bad = unsafe_reason(rec, snap, t, wall=wall, before=before)
+    bad = unsafe_reason(rec, snap, t, wall=wall, acks=acks)
     if bad is not None:
         state, why = bad
         if rec.sync == state and rec.recovery is None and rec.reason == why:

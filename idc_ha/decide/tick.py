@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from idc_ha.decide.acks import AckWatch, watch_for
 from idc_ha.decide.adopt import adoption, unadopted_alert
 from idc_ha.decide.contact import update_contacts
 from idc_ha.decide.drift import drift
@@ -26,10 +27,11 @@ from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, ShardPlan
 from idc_ha.decide.rules import ShardView, run_rules
 from idc_ha.decide.syncstate import next_record
+from idc_ha.decide.tracks import fold
 from idc_ha.decide.verdicts import Health, assess, latch
 from idc_ha.errors import InvariantViolation
 from idc_ha.model.alert import Alert, AlertKind, Severity
-from idc_ha.model.ids import IdcName, NodeName, ShardName, SyncState
+from idc_ha.model.ids import IdcName, ShardName, SyncState
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Control, ShardRecord, home_record
@@ -58,12 +60,18 @@ def decide(
     mem = memory or Memory()
     snap = history[-1]
     fresh = tuple(s for s in history if mem.at is None or s.taken_at > mem.at) or (snap,)
-    v = latch(assess(history, topology, policy.detection), snap, topology, mem.dead_idcs, policy.detection)
+    tracks = mem.tracks
+    for fs in fresh:
+        tracks = fold(tracks, fs)
+    v = latch(
+        assess(history, topology, policy.detection, tracks=tracks), snap, topology, mem.dead_idcs, policy.detection
+    )
     alerts: list[Alert] = []
     reasons: dict[ShardName, str] = {}
     changed: dict[ShardName, ShardRecord] = {}
     recs: dict[ShardName, ShardRecord] = {}
     adopted: set[ShardName] = set()
+    acks: dict[ShardName, AckWatch] = {}
 
     for shard in topology.shards:
         old = records.get(shard.name)
@@ -74,7 +82,11 @@ def decide(
             reasons[shard.name] = f"no action: not adopted ({why_not})"
             continue
         adopted.add(shard.name)
-        new = next_record(rec, snap, topology, wall=wall, before=_since_last_answer(history, rec.primary))
+        w = watch_for(mem.acks.get(shard.name), rec)
+        for fs in fresh[:-1]:
+            w = w.fold(fs)
+        new = next_record(rec, snap, topology, wall=wall, acks=w)
+        acks[shard.name] = watch_for(w, new).fold(snap)
         if old is None or new is not rec:
             changed[shard.name] = new
         if new.sync != rec.sync:
@@ -128,7 +140,9 @@ def decide(
         alerts += drift_alerts
         if steps:
             reconcile[s] = tuple(steps)
-    decision = Decision(
+    # Built without validation: every part was made by this module from validated values, and at
+    # thousands of shards re-validating every record and reason each tick costs more than deciding.
+    decision = Decision.model_construct(
         records=changed,
         plans=tuple(kept),
         alerts=tuple(alerts),
@@ -140,6 +154,8 @@ def decide(
             adopted=frozenset(adopted),
             at=snap.taken_at,
             dead_idcs=frozenset(i for i, h in v.idcs.items() if h == Health.DEAD),
+            tracks=tracks,
+            acks=acks,
         ),
     )
     check(decision, records, snap, topology)
@@ -193,18 +209,6 @@ def _idc_alerts(idcs: Mapping[IdcName, Health]) -> list[Alert]:
         for idc, health in idcs.items()
         if health == Health.DEAD
     ]
-
-
-def _since_last_answer(history: tuple[Snapshot, ...], node: NodeName) -> tuple[Snapshot, ...]:
-    """The rounds before the newest one back to (and with) the last in which ``node`` answered;
-    empty when it never did."""
-    out: list[Snapshot] = []
-    for snap in reversed(history[:-1]):
-        out.append(snap)
-        o = snap.nodes.get(node)
-        if o is not None and o.reachable:
-            return tuple(reversed(out))
-    return ()
 
 
 def sync_alert(rec: ShardRecord, *, before: SyncState) -> Alert:

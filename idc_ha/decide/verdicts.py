@@ -1,4 +1,5 @@
-"""Health verdicts for nodes, machines, IDCs and cities, from a short history of snapshots.
+"""Health verdicts for nodes, machines, IDCs and cities, from the newest snapshot and the runs
+kept up to it (``tracks``: failure streaks and lost links, folded one snapshot at a time).
 
 The rule is holistic: the controller alone never declares a node dead. A node whose probes have
 failed long enough (``confirm_*_s``, over ``min_rounds`` rounds) is
@@ -23,8 +24,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from idc_ha.decide.tracks import Streak, Tracks
 from idc_ha.model.ids import CityName, IdcName, MachineName, NodeName
-from idc_ha.model.observation import ProbeFailure, Snapshot
+from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Detection
 from idc_ha.model.topology import Topology
 
@@ -57,37 +59,7 @@ class Verdicts(BaseModel):
         return self.nodes[node].health in (Health.DEAD, Health.UNREACHABLE)
 
 
-def _streak(history: tuple[Snapshot, ...], node: NodeName) -> tuple[float, int, bool]:
-    """How long (s) and over how many rounds the node has failed without a break, and whether
-    the newest failure is a refused connection (the machine answers, the server is gone)."""
-    now = history[-1].taken_at
-    start, rounds = now, 0
-    newest = history[-1].nodes.get(node)
-    refused = newest is not None and newest.failure == ProbeFailure.REFUSED
-    for snap in reversed(history):
-        o = snap.nodes.get(node)
-        if o is None or o.reachable:
-            break
-        start, rounds = snap.taken_at, rounds + 1
-    return now - start, rounds, refused
-
-
-def link_lost_since(history: tuple[Snapshot, ...], witness: NodeName, source: NodeName) -> float | None:
-    """When the witness's current run of lost links to ``source`` began (the oldest snapshot of
-    the run), or None when the newest snapshot shows no lost link. The run breaks at a snapshot
-    where the witness was unreachable, replicated from elsewhere, was connected, or had received
-    more than in the one before it (it was connected in between)."""
-    start = None
-    newer = None
-    for snap in reversed(history):
-        o = snap.nodes.get(witness)
-        if o is None or o.source != source or o.replica is None or not o.replica.link_lost:
-            break
-        got = o.received()
-        if newer is not None and got != newer:
-            break
-        start, newer = snap.taken_at, got
-    return start
+ALIVE = NodeVerdict(health=Health.ALIVE)
 
 
 def _replicas_by_source(snap: Snapshot) -> dict[NodeName, list[NodeName]]:
@@ -100,73 +72,75 @@ def _replicas_by_source(snap: Snapshot) -> dict[NodeName, list[NodeName]]:
 
 
 def _witness(
-    history: tuple[Snapshot, ...],
+    tracks: Tracks,
     t: Topology,
     node: NodeName,
     candidates: list[NodeName],
     *,
-    since: float,
+    now: float,
+    streak: Streak,
     need: float,
     min_rounds: int,
 ) -> tuple[NodeName | None, str]:
     """A replica on another machine whose lost link to ``node`` overlaps the controller's failure
-    streak (begun at ``since``) for ``need`` seconds and ``min_rounds`` rounds; else None and what
-    the best candidate still lacks. Only a replica that tried to reach the node and failed is a
-    second vantage point: an IO thread stopped by hand tried nothing, and a refused connection
-    proves nothing alone (a REJECT rule refuses while the server serves everyone else)."""
-    now = history[-1].taken_at
+    streak for ``need`` seconds and ``min_rounds`` rounds; else None and what the best candidate
+    still lacks. Only a replica that tried to reach the node and failed is a second vantage point:
+    an IO thread stopped by hand tried nothing, and a refused connection proves nothing alone (a
+    REJECT rule refuses while the server serves everyone else). Both runs end now, so they overlap
+    from the later start, for the shorter run's rounds."""
     machine = t.node_by_name[node].machine
     short = ""
     for w in sorted(candidates):
-        if t.node_by_name[w].machine == machine:
+        run = tracks.lost.get(w)
+        if run is None or run.source != node or t.node_by_name[w].machine == machine:
             continue
-        lost = link_lost_since(history, w, node)
-        if lost is None:
-            continue
-        start = max(lost, since)
-        rounds = sum(1 for snap in history if snap.taken_at >= start)
-        if now - start >= need and rounds >= min_rounds:
+        start = max(run.since, streak.since)
+        if now - start >= need and min(run.rounds, streak.rounds) >= min_rounds:
             return w, ""
-        short = f"; {w} lost its link {now - lost:.1f} s ago, confirming"
+        short = f"; {w} lost its link {now - run.since:.1f} s ago, confirming"
     return None, short
 
 
-def node_verdicts(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> dict[NodeName, NodeVerdict]:
-    snap = history[-1]
+def node_verdicts(snap: Snapshot, tracks: Tracks, t: Topology, d: Detection) -> dict[NodeName, NodeVerdict]:
+    """Every node's verdict from the newest snapshot and the runs up to it (``tracks``)."""
     by_source = _replicas_by_source(snap)
+    now = snap.taken_at
     out: dict[NodeName, NodeVerdict] = {}
     for n in t.nodes:
         o = snap.nodes.get(n.name)
         if o is not None and o.reachable:
-            out[n.name] = NodeVerdict(health=Health.ALIVE)
+            out[n.name] = ALIVE
             continue
-        failing, rounds, refused = _streak(history, n.name)
-        need = d.confirm_refused_s if refused else d.confirm_other_s
-        why = (o.error if o else "not probed") or "no answer"
-        if failing < need or rounds < d.min_rounds:
-            out[n.name] = NodeVerdict(health=Health.SUSPECT, failing_s=failing, evidence=why)
+        streak = tracks.streaks.get(n.name)
+        if o is None or streak is None:
+            out[n.name] = NodeVerdict.model_construct(
+                health=Health.SUSPECT, failing_s=0.0, witness=None, evidence="not probed"
+            )
+            continue
+        failing = now - streak.since
+        need = d.confirm_refused_s if streak.refused else d.confirm_other_s
+        if failing < need or streak.rounds < d.min_rounds:
+            out[n.name] = NodeVerdict.model_construct(
+                health=Health.SUSPECT, failing_s=failing, witness=None, evidence=streak.error
+            )
             continue
         w, short = _witness(
-            history,
-            t,
-            n.name,
-            by_source.get(n.name, []),
-            since=snap.taken_at - failing,
-            need=need,
-            min_rounds=d.min_rounds,
+            tracks, t, n.name, by_source.get(n.name, []), now=now, streak=streak, need=need, min_rounds=d.min_rounds
         )
-        out[n.name] = NodeVerdict(
+        out[n.name] = NodeVerdict.model_construct(
             health=Health.DEAD if w else Health.UNREACHABLE,
             failing_s=failing,
             witness=w,
-            evidence=f"{why} for {failing:.1f} s" + (f"; {w} lost its replication link to it" if w else short),
+            evidence=f"{streak.error} for {failing:.1f} s" + (f"; {w} lost its replication link to it" if w else short),
         )
     return out
 
 
-def assess(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> Verdicts:
-    """Verdicts for every node, machine, IDC and city from the newest snapshot and its history."""
-    nodes = node_verdicts(history, t, d)
+def assess(history: tuple[Snapshot, ...], t: Topology, d: Detection, *, tracks: Tracks | None = None) -> Verdicts:
+    """Verdicts for every node, machine, IDC and city at the newest snapshot. ``tracks`` are the
+    runs folded up to and including it; without them they are folded from ``history``."""
+    snap = history[-1]
+    nodes = node_verdicts(snap, tracks if tracks is not None else Tracks.of(history), t, d)
     machines: dict[MachineName, Health] = {}
     for m in t.machines:
         hs = [nodes[n.name].health for n in t.nodes_by_machine.get(m.name, ())]
@@ -179,22 +153,22 @@ def assess(history: tuple[Snapshot, ...], t: Topology, d: Detection) -> Verdicts
         else:
             machines[m.name] = Health.UNREACHABLE
     # A dead machine takes its nodes with it: corroboration by the failure domain.
-    nodes = {
-        name: (
-            v.model_copy(update={"health": Health.DEAD, "evidence": v.evidence + "; its machine is dead"})
-            if v.health == Health.UNREACHABLE and machines[t.node_by_name[name].machine] == Health.DEAD
-            else v
-        )
-        for name, v in nodes.items()
-    }
+    for name, v in nodes.items():
+        if v.health == Health.UNREACHABLE and machines[t.node_by_name[name].machine] == Health.DEAD:
+            nodes[name] = NodeVerdict.model_construct(
+                health=Health.DEAD,
+                failing_s=v.failing_s,
+                witness=v.witness,
+                evidence=v.evidence + "; its machine is dead",
+            )
     idcs = {
         i.name: _share(
-            [machines[m.name] for m in t.machines_in_idc(i.name) if t.nodes_by_machine.get(m.name)], d.idc_down_share
+            [machines[m] for m in t.machines_by_idc.get(i.name, ()) if t.nodes_by_machine.get(m)], d.idc_down_share
         )
         for i in t.idcs
     }
     cities = {c.name: _share([idcs[i.name] for i in t.idcs_in_city(c.name)], d.city_down_share) for c in t.cities}
-    return Verdicts(nodes=nodes, machines=machines, idcs=idcs, cities=cities)
+    return Verdicts.model_construct(nodes=nodes, machines=machines, idcs=idcs, cities=cities)
 
 
 def _share(parts: list[Health], share: float) -> Health:
@@ -224,12 +198,12 @@ def latch(v: Verdicts, snap: Snapshot, t: Topology, dead: frozenset[IdcName], d:
         if v.idcs.get(i) != Health.DEAD
         and not any(
             (o := snap.nodes.get(n.name)) is not None and o.reachable
-            for m in t.machines_in_idc(i)
-            for n in t.nodes_by_machine.get(m.name, ())
+            for m in t.machines_by_idc.get(i, ())
+            for n in t.nodes_by_machine.get(m, ())
         )
     }
     if not keep:
         return v
     idcs = {i: (Health.DEAD if i in keep else h) for i, h in v.idcs.items()}
     cities = {c.name: _share([idcs[i.name] for i in t.idcs_in_city(c.name)], d.city_down_share) for c in t.cities}
-    return v.model_copy(update={"idcs": idcs, "cities": cities})
+    return Verdicts.model_construct(nodes=v.nodes, machines=v.machines, idcs=idcs, cities=cities)

@@ -113,6 +113,8 @@ class GtidPos:
 
     def contains(self, other: GtidPos) -> bool:
         """True when self is at or past other in every domain of other, with no divergence."""
+        if self.by_domain == other.by_domain or not other.by_domain:
+            return True
         return all(self.relation(other, d) in (Relation.EQUAL, Relation.AHEAD) for d in other.domains)
 
     def past(self, point: GtidPos) -> frozenset[int]:
@@ -125,6 +127,10 @@ class GtidPos:
 
     def merge(self, other: GtidPos) -> GtidPos:
         """The per-domain maximum of two positions (the later GTID wins; self wins a tie)."""
+        if not other.by_domain or other.by_domain == self.by_domain:
+            return self
+        if not self.by_domain:
+            return other
         out: dict[int, Gtid] = {g.domain: g for g in self.by_domain}
         for g in other.by_domain:
             mine = out.get(g.domain)

@@ -78,13 +78,6 @@ class Policy(Section):
     execution: Execution = Execution()
     alerts: Alerts = Alerts()
 
-    @property
-    def history_s(self) -> float:
-        """How much probe history the verdicts need: enough to see every confirmation window
-        whole (a window longer than the history could never be confirmed)."""
-        d = self.detection
-        return max(30.0, 2.0 * max(d.confirm_refused_s, d.confirm_other_s))
-
 
 def load_policy(path: Path) -> Policy:
     """Read a policy file. Raises ConfigError naming each bad field and the fix."""

@@ -102,8 +102,19 @@ class Topology(Frozen):
             out.setdefault(n.machine, []).append(n)
         return {k: tuple(v) for k, v in out.items()}
 
+    @cached_property
+    def machines_by_idc(self) -> dict[IdcName, tuple[MachineName, ...]]:
+        out: dict[IdcName, list[MachineName]] = {i.name: [] for i in self.idcs}
+        for m in self.machines:
+            out.setdefault(m.idc, []).append(m.name)
+        return {k: tuple(v) for k, v in out.items()}
+
+    @cached_property
+    def idc_by_node(self) -> dict[NodeName, IdcName]:
+        return {n.name: self.machine_by_name[n.machine].idc for n in self.nodes}
+
     def idc_of(self, node: NodeName) -> IdcName:
-        return self.machine_by_name[self.node_by_name[node].machine].idc
+        return self.idc_by_node[node]
 
     def city_of_idc(self, idc: IdcName) -> CityName:
         return self.idc_by_name[idc].city
@@ -133,7 +144,7 @@ class Topology(Frozen):
         return None
 
     def machines_in_idc(self, idc: IdcName) -> tuple[Machine, ...]:
-        return tuple(m for m in self.machines if m.idc == idc)
+        return tuple(self.machine_by_name[m] for m in self.machines_by_idc.get(idc, ()))
 
     def idcs_in_city(self, city: CityName) -> tuple[Idc, ...]:
         return tuple(i for i in self.idcs if i.city == city)

@@ -3,6 +3,7 @@
     python -m sim.bench failover --trials N [--json]   IDC1 process death under write load
     python -m sim.bench probes [--seconds S] [--json]  probe rounds on a lab: probes/s per core
     python -m sim.bench lab [--trials N] [--json]      lab bring-up time
+    python -m sim.bench scale --shards 100,1000,5000   the real daemon over the simulated fleet
 
 failover, per trial: a fresh lab, the daemon, the workload; every IDC1 server is SIGKILLed and
 the trial measures detection (fault -> the daemon's decision, from its journal), RTO (fault ->
@@ -160,13 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     lb = sub.add_parser("lab")
     lb.add_argument("--trials", type=int, default=3)
-    for s in (f, p, lb):
+    sc = sub.add_parser("scale")
+    sc.add_argument("--shards", default="100,1000,5000", help="comma-separated sizes (shards, meta included)")
+    sc.add_argument("--latency-ms", type=float, default=1.0, help="simulated latency per statement")
+    for s in (f, p, lb, sc):
         s.add_argument("--json", action="store_true", help="JSON only (the default output is JSON too)")
     a = ap.parse_args(argv)
     if a.bench == "failover":
         out = failover(a.trials, a.warmup)
     elif a.bench == "probes":
         out = probes(a.seconds)
+    elif a.bench == "scale":
+        from sim.bench.scale import scale
+
+        out = scale([int(x) for x in a.shards.split(",")], latency_s=a.latency_ms / 1000)
     else:
         out = lab_bringup(a.trials)
     print(json.dumps(out, indent=None if a.json else 1))

@@ -330,8 +330,8 @@ def failover_op(
 
 
 class Ticker:
-    """decide() tick after tick as the daemon calls it: the history trimmed to the policy's
-    ``history_s``, the memory and the written records carried to the next tick."""
+    """decide() tick after tick as the daemon calls it: one new snapshot each tick, the memory
+    and the written records carried to the next."""
 
     def __init__(
         self,
@@ -348,7 +348,6 @@ class Ticker:
         self.policy = policy or Policy()
         self.control = control or Control()
         self.t = topo
-        self.hist: list[Snapshot] = []
         self.memory: Any = None
         self.plans: dict[ShardName, float] = {}  # shard -> when its first plan was decided
 
@@ -356,8 +355,7 @@ class Ticker:
         from idc_ha.decide.tick import decide
 
         snap = snapshot(nodes, at=at)
-        self.hist = [s for s in (*self.hist, snap) if snap.taken_at - s.taken_at <= self.policy.history_s]
-        d = decide(tuple(self.hist), self.t, self.policy, self.recs, self.control, wall=snap.wall, memory=self.memory)
+        d = decide((snap,), self.t, self.policy, self.recs, self.control, wall=snap.wall, memory=self.memory)
         self.memory = d.memory
         self.recs.update(d.records)
         for p in d.plans:

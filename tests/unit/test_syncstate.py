@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from idc_ha.decide.acks import watch_for
 from idc_ha.decide.syncstate import next_record, safe_state
 from idc_ha.model.ids import NodeName, SyncState
 from idc_ha.model.observation import NodeObservation, SemiSyncSlave
@@ -272,8 +273,8 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_transition(case: Case) -> None:
     """Each row of the sync-state table: from a record and one observation to the next record."""
-    before = (snapshot(case.prev, at=-0.2),) if case.prev is not None else ()
-    new = next_record(case.rec, snapshot(case.nodes), TOPO, wall=WALL, before=before)
+    acks = watch_for(None, case.rec).fold(snapshot(case.prev, at=-0.2)) if case.prev is not None else None
+    new = next_record(case.rec, snapshot(case.nodes), TOPO, wall=WALL, acks=acks)
     if case.same:
         assert new is case.rec
         return

@@ -1,0 +1,80 @@
+"""Runs the verdicts need, kept up to date one snapshot at a time: linear in nodes per tick.
+
+* ``Streak``: a node's current run of failed probes (since when, how many rounds, whether the
+  newest failure was a refusal, its error). A round in which it answers, or is not probed, ends it.
+* ``LostRun``: a replica's current run of lost links to its source (``ReplicaStatus.link_lost``),
+  observed in every round with nothing new received: seeing it connected, unreachable,
+  replicating from elsewhere or holding more than before (it was connected in between) ends it.
+
+``fold(tracks, snap)`` is the only way they change; ``Tracks.of(history)`` folds a whole history
+(unit tests, a controller handed several rounds at once). Nothing older than the runs is kept, so
+memory is linear in nodes too, whatever the confirmation windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from idc_ha.model.gtid import GtidPos
+from idc_ha.model.ids import NodeName
+from idc_ha.model.observation import ProbeFailure, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Streak:
+    since: float
+    rounds: int
+    refused: bool
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class LostRun:
+    source: NodeName
+    since: float
+    rounds: int
+    received: GtidPos
+
+
+@dataclass(frozen=True)
+class Tracks:
+    at: float | None = None  # taken_at of the newest snapshot folded in
+    streaks: dict[NodeName, Streak] = field(default_factory=dict)  # failing nodes only
+    lost: dict[NodeName, LostRun] = field(default_factory=dict)  # replicas with a lost link only
+
+    @classmethod
+    def of(cls, history: tuple[Snapshot, ...]) -> Tracks:
+        t = cls()
+        for snap in history:
+            t = fold(t, snap)
+        return t
+
+
+def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
+    """The runs after one more snapshot (older or equal snapshots are ignored)."""
+    if tracks.at is not None and snap.taken_at <= tracks.at:
+        return tracks
+    streaks: dict[NodeName, Streak] = {}
+    lost: dict[NodeName, LostRun] = {}
+    old_streaks, old_lost = tracks.streaks, tracks.lost
+    now = snap.taken_at
+    for name, o in snap.nodes.items():
+        if not o.reachable:
+            prev = old_streaks.get(name)
+            streaks[name] = Streak(
+                since=prev.since if prev is not None else now,
+                rounds=prev.rounds + 1 if prev is not None else 1,
+                refused=o.failure == ProbeFailure.REFUSED,
+                error=o.error or "no answer",
+            )
+            continue
+        r = o.replica
+        if r is None or not r.link_lost or r.source is None:
+            continue
+        got = o.received()
+        run = old_lost.get(name)
+        if run is not None and run.source == r.source and run.received == got:
+            lost[name] = LostRun(r.source, run.since, run.rounds + 1, got)
+        else:
+            lost[name] = LostRun(r.source, now, 1, got)
+    return Tracks(at=now, streaks=streaks, lost=lost)
