@@ -185,14 +185,12 @@ class Daemon:
         snap = await self.observer.round()
         control = self.store.load_control()
         wall = self.clock.wall()
-        decision = decide(
-            (snap,), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory
-        )
+        decision = decide((snap,), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory)
         self.memory = decision.memory
         self.ticks += 1
         # Durable first: nothing below may act on a record the store does not hold.
         if decision.records:
-            self.book.put(*decision.records.values())
+            await self.book.commit(*decision.records.values())
             for rec in decision.records.values():
                 self.store.append(
                     "record",
@@ -214,7 +212,7 @@ class Daemon:
             self.alerts.emit(alert)
         for plan in decision.plans:
             self._start_op(plan)
-        self._reconcile(decision)
+        await self._reconcile(decision)
         self.last_decision = decision
         self.view = tick_view(
             pid=os.getpid(),
@@ -227,6 +225,7 @@ class Daemon:
             wall=wall,
         )
         self.store.write_tick(self.view.model_dump(mode="json"))
+        await self.book.sync()  # this tick's journal lines, durable off the loop
         return decision
 
     @staticmethod
@@ -263,7 +262,7 @@ class Daemon:
 
         self.ops[plan.shard] = asyncio.create_task(run(), name=f"op:{plan.shard}")
 
-    def _reconcile(self, decision: Decision) -> None:
+    async def _reconcile(self, decision: Decision) -> None:
         """Hand the decision's drift fences to the Fencer (durably, through the record) and run
         the other corrective steps in a task per shard, so a slow node never holds up probing."""
         for shard, steps in decision.reconcile.items():
@@ -275,7 +274,7 @@ class Daemon:
             fences = [s.node for s in steps if isinstance(s, Fence)]
             if fences:
                 # One mechanism fences: the Fencer, which never gives up on a node.
-                self.book.put(
+                await self.book.commit(
                     rec.model_copy(update={"fence_pending": tuple(dict.fromkeys((*rec.fence_pending, *fences)))})
                 )
                 self.store.append("reconcile", shard=shard, step="fence", nodes=fences)

@@ -136,7 +136,7 @@ class Executor:
                 hint="the old primary's IDC rejoins as replicas once it returns and is checked",
             )
         )
-        self.book.put(done)
+        await self.book.commit(done)
 
     async def reconcile_step(self, step: AnyStep) -> str:
         """Run one corrective step from the drift check (ArmAcker, StartReplica; fences go to the
@@ -202,7 +202,7 @@ class Executor:
         except NodeError as e:
             rec, op = self._op(shard, op_id)
             if node not in rec.fence_pending:
-                self.book.put(rec.model_copy(update={"fence_pending": (*rec.fence_pending, node)}))
+                await self.book.commit(rec.model_copy(update={"fence_pending": (*rec.fence_pending, node)}))
             if node != op.old_primary and not isinstance(e, NodeUnreachable):
                 self._stuck(
                     node,
@@ -242,7 +242,7 @@ class Executor:
                 "was decided: part of its relay log is gone, acknowledged commits may be missing",
                 "compare the nodes' GTIDs by hand; promote only with explicit consent",
             )
-        self.book.put(
+        await self.book.commit(
             rec.model_copy(update={"op": op.model_copy(update={"promotion_point": point}), "updated_wall": self.wall()})
         )
         return f"promotion point {point}"
@@ -319,7 +319,7 @@ class Executor:
             baseline=baseline_of(op.target, p, wall=self.wall()),
             wall=self.wall(),
         )
-        self.book.put(new)
+        await self.book.commit(new)
         return f"epoch {new.epoch}: primary {new.primary}, {new.sync}, ackers {', '.join(new.ackers)}"
 
     async def _open(self, node: NodeName) -> str:

@@ -94,7 +94,7 @@ class Fencer:
         except NodeError as e:
             log.warning("fence failed; retrying", node=node, shard=shard, error=str(e))
             return
-        self._fenced(node, shard, waited=time.monotonic() - t0)
+        await self._fenced(node, shard, waited=time.monotonic() - t0)
 
     async def _report_blocked(self, node: NodeName, shard: ShardName) -> None:
         try:
@@ -123,11 +123,11 @@ class Fencer:
             )
         )
 
-    def _fenced(self, node: NodeName, shard: ShardName, *, waited: float) -> None:
+    async def _fenced(self, node: NodeName, shard: ShardName, *, waited: float) -> None:
         rec = self.book.get(shard)
         if rec is None or node not in rec.fence_pending:
             return
-        self.book.put(
+        await self.book.commit(
             rec.model_copy(
                 update={"fence_pending": tuple(n for n in rec.fence_pending if n != node), "updated_wall": time.time()}
             )

@@ -5,10 +5,18 @@ for a single controller, and an etcd store will implement the same interface for
 
 Durability, in the file store:
 
-* journal: one JSON line per event, appended, flushed and fsynced before the call returns;
-* records (``shards/<name>.json``) and controls: written to a temporary file, fsynced, renamed
-  over the old one, then the directory is fsynced, so a crash leaves the old or the new record,
-  never a torn one;
+* records: every version is a line of ``records.log`` (with a sequence number); a batch of any
+  number of records costs one fsync (``write_records(durable=True)``, or ``durable=False`` and a
+  later ``sync()``, which is how the daemon group-commits concurrent writers off the event loop:
+  ``coord.book``). ``records.json`` is a snapshot (atomic: temporary file, fsync, rename, fsync of
+  the directory) holding the sequence number it covers; reading takes the snapshot and replays
+  the newer lines, skipping a torn last line. The log is folded into a new snapshot once it holds
+  ``COMPACT_LINES`` lines. A store written by an older version (``shards/<name>.json``) is read as
+  the first snapshot;
+* journal: one JSON line per event, written to the OS at once and fsynced by the next ``sync()``
+  (the daemon syncs every tick and whenever a record must be durable): an audit trail, whose last
+  lines an OS crash may lose, while a process crash loses none;
+* controls: written atomically like the snapshot;
 * a lock (``flock`` on ``daemon.lock``) held for the daemon's whole life, so two daemons never act
   on one store; the kernel drops it if the process dies;
 * the last tick's view (``tick.json``): atomic but not fsynced; it is for ``status``, not safety.
@@ -19,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,12 +39,15 @@ from idc_ha.errors import StoreCorrupt, StoreLocked
 from idc_ha.model.ids import ShardName
 from idc_ha.model.state import Control, ShardRecord
 
+COMPACT_LINES = 5000
+
 
 class Store(Protocol):
     def acquire(self) -> None: ...
     def release(self) -> None: ...
     def load_records(self) -> dict[ShardName, ShardRecord]: ...
-    def write_records(self, records: Iterable[ShardRecord]) -> None: ...
+    def write_records(self, records: Iterable[ShardRecord], *, durable: bool = True) -> None: ...
+    def sync(self) -> None: ...
     def append(self, event: str, **fields: Any) -> None: ...
     def journal(self) -> Iterator[dict[str, Any]]: ...
     def load_control(self) -> Control: ...
@@ -67,15 +79,23 @@ class FileStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
-        self.shards_dir = state_dir / "shards"
+        self.shards_dir = state_dir / "shards"  # read only: stores written before records.log
         self._lock_fd: int | None = None
         self._journal: Any = None
+        self._log: Any = None
+        self._lock = threading.Lock()  # appends happen on the loop thread, sync() in a worker
+        self._seq = 0
+        self._logged = 0  # lines in records.log since the snapshot
+        self._latest: dict[ShardName, ShardRecord] | None = None  # what the next snapshot holds
+        self._made = False
 
     def exists(self) -> bool:
-        return self.shards_dir.is_dir()
+        return (self.dir / "records.json").exists() or (self.dir / "records.log").exists() or self.shards_dir.is_dir()
 
     def _ensure(self) -> None:
-        self.shards_dir.mkdir(parents=True, exist_ok=True)
+        if not self._made:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._made = True
 
     # -- lock
     def acquire(self) -> None:
@@ -96,56 +116,148 @@ class FileStore:
         self._lock_fd = fd
 
     def release(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        self.sync()
+        with self._lock:
+            for attr in ("_journal", "_log"):
+                f = getattr(self, attr)
+                if f is not None:
+                    f.close()
+                    setattr(self, attr, None)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
     # -- records
-    def load_records(self) -> dict[ShardName, ShardRecord]:
+    def _read(self) -> tuple[int, dict[ShardName, ShardRecord], int]:
+        """(sequence covered, records, lines replayed) from the snapshot and the log."""
         out: dict[ShardName, ShardRecord] = {}
-        if not self.shards_dir.is_dir():
-            return out
-        for f in sorted(self.shards_dir.glob("*.json")):
-            try:
-                rec = ShardRecord.model_validate_json(f.read_bytes())
-            except (ValidationError, OSError) as e:
-                raise StoreCorrupt(
-                    f"cannot read the shard record {f}: {e}",
-                    hint="restore it from the journal or a backup; the controller will not guess a layout",
-                ) from e
-            out[rec.shard] = rec
+        upto = 0
+        snap = self.dir / "records.json"
+        try:
+            if snap.exists():
+                data = json.loads(snap.read_bytes())
+                upto = int(data["seq"])
+                for raw in data["records"]:
+                    rec = ShardRecord.model_validate(raw)
+                    out[rec.shard] = rec
+            elif self.shards_dir.is_dir():
+                for f in sorted(self.shards_dir.glob("*.json")):
+                    rec = ShardRecord.model_validate_json(f.read_bytes())
+                    out[rec.shard] = rec
+        except (ValidationError, OSError, ValueError, KeyError, TypeError) as e:
+            raise StoreCorrupt(
+                f"cannot read the shard records in {self.dir}: {e}",
+                hint="restore state_dir from a backup; the controller will not guess a layout",
+            ) from e
+        seq, replayed = upto, 0
+        log = self.dir / "records.log"
+        if log.exists():
+            lines = log.read_bytes().split(b"\n")
+            for k, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    rec = ShardRecord.model_validate(entry["record"])
+                    n = int(entry["seq"])
+                except (ValueError, ValidationError, KeyError, TypeError) as e:
+                    if k >= len(lines) - 2:
+                        continue  # a torn last line after a crash: everything before it stands
+                    raise StoreCorrupt(
+                        f"records.log line {k + 1} in {self.dir} is unreadable: {e}",
+                        hint="restore state_dir from a backup; the controller will not guess a layout",
+                    ) from e
+                if n > upto:
+                    out[rec.shard] = rec
+                    replayed += 1
+                seq = max(seq, n)
+        return seq, out, replayed
+
+    def load_records(self) -> dict[ShardName, ShardRecord]:
+        seq, out, replayed = self._read()
+        with self._lock:
+            self._seq, self._logged, self._latest = seq, replayed, dict(out)
         return out
 
-    def write_records(self, records: Iterable[ShardRecord]) -> None:
-        """Write records durably: each file atomically, then one fsync of the directory."""
-        self._ensure()
-        wrote = False
-        for rec in records:
-            _atomic_write(self.shards_dir / f"{rec.shard}.json", rec.model_dump_json(indent=1).encode(), durable=True)
-            wrote = True
-        if wrote:
-            _fsync_dir(self.shards_dir)
+    def write_records(self, records: Iterable[ShardRecord], *, durable: bool = True) -> None:
+        """Append the records to the log; with ``durable``, fsync before returning (one fsync for
+        the whole batch). Without, they are durable after the next ``sync()``."""
+        recs = list(records)
+        if not recs:
+            self._ensure()
+            return
+        with self._lock:
+            if self._latest is None:
+                self._seq, self._latest, self._logged = self._read()
+            log = self._open_log()
+            lines = []
+            for rec in recs:
+                self._seq += 1
+                lines.append(
+                    json.dumps({"seq": self._seq, "record": rec.model_dump(mode="json")}, separators=(",", ":"))
+                )
+                self._latest[rec.shard] = rec
+            log.write(("\n".join(lines) + "\n").encode())
+            log.flush()
+            self._logged += len(recs)
+        if durable:
+            self.sync()
+
+    def _open_log(self) -> Any:
+        if self._log is None:
+            self._ensure()
+            path = self.dir / "records.log"
+            if path.exists() and path.stat().st_size > 0:
+                data = path.read_bytes()
+                if not data.endswith(b"\n"):
+                    # A torn last line from a crash mid-append: drop it (it was never durable).
+                    with open(path, "r+b") as f:
+                        f.truncate(data.rfind(b"\n") + 1)
+                        os.fsync(f.fileno())
+            self._log = open(path, "ab")
+        return self._log
+
+    def sync(self) -> None:
+        """Make every record and journal line written so far durable (one fsync each); fold the
+        log into a new snapshot once it is long. Blocking: the daemon calls it off the loop."""
+        with self._lock:
+            for f in (self._log, self._journal):
+                if f is not None:
+                    f.flush()
+                    os.fsync(f.fileno())
+            if self._logged >= COMPACT_LINES and self._latest is not None:
+                self._compact()
+
+    def _compact(self) -> None:
+        assert self._latest is not None
+        data = {"seq": self._seq, "records": [r.model_dump(mode="json") for r in self._latest.values()]}
+        _atomic_write(self.dir / "records.json", json.dumps(data, separators=(",", ":")).encode(), durable=True)
+        _fsync_dir(self.dir)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        with open(self.dir / "records.log", "r+b") as f:
+            f.truncate(0)
+            os.fsync(f.fileno())
+        self._logged = 0
 
     # -- journal
     def append(self, event: str, **fields: Any) -> None:
-        """Append one event to the journal and fsync it before returning."""
-        self._ensure()
-        if self._journal is None:
-            path = self.dir / "journal.jsonl"
-            self._journal = open(path, "ab")
-            if self._journal.tell() > 0:
-                with open(path, "rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        # A torn last line from a crash: end it, so the next event stands alone.
-                        self._journal.write(b"\n")
+        """Append one event to the journal: written to the OS now, durable after the next ``sync()``."""
         line = json.dumps({"ts": time.time(), "event": event, **fields}, default=str, separators=(",", ":"))
-        self._journal.write(line.encode() + b"\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        with self._lock:
+            if self._journal is None:
+                self._ensure()
+                path = self.dir / "journal.jsonl"
+                self._journal = open(path, "ab")
+                if self._journal.tell() > 0:
+                    with open(path, "rb") as f:
+                        f.seek(-1, os.SEEK_END)
+                        if f.read(1) != b"\n":
+                            # A torn last line from a crash: end it, so the next event stands alone.
+                            self._journal.write(b"\n")
+            self._journal.write(line.encode() + b"\n")
+            self._journal.flush()
 
     def journal(self) -> Iterator[dict[str, Any]]:
         path = self.dir / "journal.jsonl"

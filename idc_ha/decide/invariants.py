@@ -24,14 +24,24 @@ from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
 
 
-def check(d: Decision, before: Mapping[ShardName, ShardRecord], snap: Snapshot, t: Topology) -> None:
-    """Raise InvariantViolation if the decision as a whole breaks an invariant."""
+def check(
+    d: Decision,
+    before: Mapping[ShardName, ShardRecord],
+    snap: Snapshot,
+    t: Topology,
+    *,
+    plans_checked: bool = False,
+) -> None:
+    """Raise InvariantViolation if the decision as a whole breaks an invariant. With
+    ``plans_checked`` (``decide`` has just run ``check_plan`` on each, against the same records),
+    only what spans plans is checked again."""
     counts = Counter(p.shard for p in d.plans)
     for shard, n in counts.items():
         if n > 1:
             raise InvariantViolation(f"{n} plans for shard {shard}", shard=shard)
-    for plan in d.plans:
-        check_plan(plan, d.records, before, snap, t)
+    if not plans_checked:
+        for plan in d.plans:
+            check_plan(plan, d.records, before, snap, t)
 
 
 def check_plan(

@@ -5,6 +5,7 @@ and must see for itself before it acts (see ``contact`` and ``adopt``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from idc_ha.decide.acks import AckWatch
 from idc_ha.decide.contact import Contact
@@ -20,3 +21,6 @@ class Memory:
     dead_idcs: frozenset[IdcName] = frozenset()  # confirmed down, and none of their nodes answered since
     tracks: Tracks = field(default_factory=Tracks)  # failure streaks and lost links (verdicts)
     acks: dict[ShardName, AckWatch] = field(default_factory=dict)  # who could ack since each primary's last answer
+    # op id -> last tick's ShardPlan, reused while unchanged. Typed loosely: plan.Decision holds a
+    # Memory, so naming ShardPlan here would be an import circle.
+    plans: dict[str, Any] = field(default_factory=dict)

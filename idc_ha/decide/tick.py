@@ -108,6 +108,7 @@ def decide(
         )
 
     plans: list[ShardPlan] = []
+    plan_cache: dict[str, ShardPlan] = {}
     for s, rec in recs.items():
         view = ShardView(
             rec=rec,
@@ -120,6 +121,7 @@ def decide(
             wall=wall,
             main_city=main_city,
             city_failed=city_failed,
+            plans=mem.plans,
         )
         out = run_rules(view)
         reasons[s] = out.reason
@@ -128,6 +130,7 @@ def decide(
             changed[s] = out.record
         if out.plan is not None:
             plans.append(out.plan)
+            plan_cache[out.plan.op_id] = out.plan
 
     kept = _checked(plans, changed, records, snap, topology, alerts, reasons)
     reconcile: dict[ShardName, tuple[AnyStep, ...]] = {}
@@ -156,9 +159,10 @@ def decide(
             dead_idcs=frozenset(i for i, h in v.idcs.items() if h == Health.DEAD),
             tracks=tracks,
             acks=acks,
+            plans=plan_cache,
         ),
     )
-    check(decision, records, snap, topology)
+    check(decision, records, snap, topology, plans_checked=True)
     return decision
 
 

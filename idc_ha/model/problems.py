@@ -210,6 +210,7 @@ def _shard_problems(t: Topology) -> Iterator[Problem]:
     stby = t.idcs_with_role(IdcRole.STANDBY)
     prim_idc = prim[0].name if len(prim) == 1 else None
     stby_idc = stby[0].name if len(stby) == 1 else None
+    index = {id(n): k for k, n in enumerate(t.nodes)}
     for k, s in enumerate(t.shards):
         nodes = [n for n in t.nodes_by_shard.get(s.name, ()) if n.machine in t.machine_by_name]
         where = f"shards[{k}] ({s.name})"
@@ -245,19 +246,21 @@ def _shard_problems(t: Topology) -> Iterator[Problem]:
                 severity="warning",
             )
         for n in nodes:
-            yield from _role_problems(t, n, primary=primary, acker=acker, prim_idc=prim_idc, stby_idc=stby_idc)
+            yield from _role_problems(
+                t, n, index[id(n)], primary=primary, acker=acker, prim_idc=prim_idc, stby_idc=stby_idc
+            )
 
 
 def _role_problems(
     t: Topology,
     n: Node,
+    k: int,
     *,
     primary: Node | None,
     acker: Node | None,
     prim_idc: str | None,
     stby_idc: str | None,
 ) -> Iterator[Problem]:
-    k = t.nodes.index(n)
     where = f"nodes[{k}] ({n.name})"
     m = t.machine_by_name.get(n.machine)
     idc = m.idc if m else IdcName("?")

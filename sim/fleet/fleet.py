@@ -80,6 +80,7 @@ class Fleet:
         self.refused: list[NodeName] = []  # calls to dead nodes, in order
         self.on_effect: Callable[[str], None] | None = None  # called after every statement that changed something
         self._conns = 0
+        self._replicas_of: dict[NodeName, list[NodeName]] | None = None  # source -> replicas; None: rebuild
 
     # -- arranging the servers ----------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class Fleet:
             node.slave_enabled = n.role == NodeRole.ACKER
             host, port = self.t.address_of(n.upstream)
             node.replica = Replica(host, port, io_pos=node.binlog_pos, semi=node.slave_enabled)
+        self._replicas_of = None
         return self
 
     def write(self, node: NodeName, count: int) -> None:
@@ -144,9 +146,11 @@ class Fleet:
         name = self._by_addr.get((r.host, r.port))
         return self.nodes.get(name) if name is not None else None
 
-    def tick(self, *, apply: bool = True) -> None:
-        """One round of replication: IO threads connect and fetch, then SQL threads apply."""
-        for n in self.nodes.values():
+    def tick(self, *, apply: bool = True, only: list[FakeNode] | None = None) -> None:
+        """One round of replication: IO threads connect and fetch, then SQL threads apply (of
+        every node, or of ``only`` those)."""
+        nodes = only if only is not None else list(self.nodes.values())
+        for n in nodes:
             r = n.replica
             if not n.answers or r is None or r.io == "No":
                 continue
@@ -175,9 +179,9 @@ class Fleet:
                     src.acked_upto, src.semi_off = got, False
         if not apply:
             return
-        for n in self.nodes.values():
+        for n in nodes:
             r = n.replica
-            if not n.answers or r is None or r.sql != "Yes":
+            if not n.answers or r is None or r.sql != "Yes" or r.at >= len(r.log):
                 continue
             todo = r.relay[: n.apply_per_tick] if n.apply_per_tick is not None else r.relay
             for g in todo:
@@ -224,6 +228,8 @@ class Fleet:
                     if self.record:
                         self.sent.append(Sent(node, sql, fresh=fresh, conn=conn))
                     rows = await execute(n, sql)
+                    if "CHANGE MASTER" in sql.upper() or "RESET SLAVE" in sql.upper():
+                        self._replicas_of = None
                     out.append(rows if fetch else [])
                     if self.on_effect is not None and not sql.upper().startswith("SHOW"):
                         self.on_effect(f"{node}: {sql}")
@@ -238,7 +244,7 @@ class Fleet:
             raise NodeError(f"{node}: observe: timed out", node=node)
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        self.tick()
+        self.tick(only=[n])
         await asyncio.sleep(0)
         return self.observation(node)
 
@@ -290,15 +296,41 @@ class Fleet:
                     out[src] = out.get(src, 0) + 1
         return out
 
+    def replicas_of(self, source: NodeName) -> list[NodeName]:
+        """The nodes configured to replicate from ``source`` (rebuilt after any CHANGE MASTER or
+        RESET SLAVE sent through ``run``; call ``rewired()`` after changing a Replica by hand)."""
+        if self._replicas_of is None:
+            idx: dict[NodeName, list[NodeName]] = {}
+            for o in self.nodes.values():
+                if o.replica is not None:
+                    src = self._by_addr.get((o.replica.host, o.replica.port))
+                    if src is not None:
+                        idx.setdefault(src, []).append(o.name)
+            self._replicas_of = idx
+        return self._replicas_of.get(source, [])
+
+    def rewired(self) -> None:
+        self._replicas_of = None
+
     def clients(self, n: FakeNode) -> int:
-        return self.semi_clients().get(n.name, 0)
+        count = 0
+        for name in self.replicas_of(n.name):
+            o = self.nodes[name]
+            r = o.replica
+            if o.answers and r is not None and r.io == "Yes" and r.semi and self.source_of(r) is n:
+                count += 1
+        return count
 
     def observation(self, node: NodeName, *, clients: dict[NodeName, int] | None = None) -> NodeObservation:
         """What ``observe`` returns for a live node, without letting replication run first."""
         n = self.nodes[node]
         r = n.replica
-        counts = clients if clients is not None else self.semi_clients()
-        clients_n = counts.get(n.name, 0) if n.master_enabled else 0
+        if not n.master_enabled:
+            clients_n = 0
+        elif clients is not None:
+            clients_n = clients.get(n.name, 0)
+        else:
+            clients_n = self.clients(n)
         replica = None
         if r is not None:
             replica = ReplicaStatus(

@@ -91,9 +91,9 @@ class EffectStore(FileStore):
         if self.on_effect is not None:
             self.on_effect(f"journal {event} {fields.get('step', '')}".strip())
 
-    def write_records(self, records: Iterable[ShardRecord]) -> None:
+    def write_records(self, records: Iterable[ShardRecord], *, durable: bool = True) -> None:
         records = list(records)
-        super().write_records(records)
+        super().write_records(records, durable=durable)
         for r in records:
             if self.on_effect is not None:
                 self.on_effect(f"record {r.shard} epoch {r.epoch}" + ("" if r.op else ", op cleared"))

@@ -78,31 +78,74 @@ def test_atomic_writes_leave_no_temporary_files(store: FileStore) -> None:
     store.write_records(records().values())
     store.write_control(Control(paused=True))
     store.write_tick({"tick": 1})
-    assert files(store.dir) == ["control.json", "shards", *(f"shards/{s}.json" for s in SHARDS), "tick.json"]
-    assert not [p for p in store.dir.rglob("*") if p.name.endswith(".tmp")]
+    assert files(store.dir) == ["control.json", "records.log", "tick.json"]
 
 
 def test_writing_nothing_creates_nothing_but_the_directory(store: FileStore) -> None:
     """An empty batch of records writes no file."""
     store.write_records([])
-    assert files(store.dir) == ["shards"]
+    assert files(store.dir) == []
 
 
-def test_a_corrupt_record_is_refused_not_guessed(store: FileStore) -> None:
-    """A record file that does not parse raises StoreCorrupt naming the file and a hint."""
+def test_a_corrupt_record_line_is_refused_not_guessed(store: FileStore) -> None:
+    """A record line that does not parse, followed by others, raises StoreCorrupt with a hint."""
     store.write_records(records().values())
-    (store.shards_dir / "shard1.json").write_text('{"shard": "shard1", "epoch": ')
+    log = store.dir / "records.log"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], '{"seq": 2, "record": {"shard": "shard1", "epoch": ', *lines[2:]]) + "\n")
     with pytest.raises(StoreCorrupt) as e:
-        store.load_records()
-    assert "shard1.json" in str(e.value)
-    assert e.value.hint
+        FileStore(store.dir).load_records()
+    assert "records.log line 2" in str(e.value) and e.value.hint
+
+
+def test_a_torn_last_record_line_is_skipped(store: FileStore) -> None:
+    """A crash mid-append leaves a torn last line: everything before it stands, and the next
+    record written after it stands alone."""
+    store.write_records(records().values())
+    with open(store.dir / "records.log", "ab") as f:
+        f.write(b'{"seq": 99, "record": {"shard": "shard1", "ep')
+    again = FileStore(store.dir)
+    assert again.load_records() == records()
+    newer = record(TOPO, "shard1").model_copy(update={"epoch": 2})
+    again.write_records([newer])
+    assert FileStore(store.dir).load_records()["shard1"] == newer
+    again.release()
+
+
+def test_the_log_is_folded_into_a_snapshot(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the log is long it becomes records.json; a reader replays only lines newer than the
+    snapshot, so a log not yet truncated cannot roll a record back."""
+    import idc_ha.coord.store as store_module
+
+    monkeypatch.setattr(store_module, "COMPACT_LINES", 5)
+    store.write_records(records().values())
+    for k in range(2, 5):
+        store.write_records([record(TOPO, "shard1").model_copy(update={"epoch": k})])
+    assert (store.dir / "records.json").exists()
+    assert len((store.dir / "records.log").read_bytes().splitlines()) == 1  # the one after the fold
+    old_line = b'{"seq": 1, "record": ' + records()["meta"].model_dump_json().encode() + b"}\n"
+    log = store.dir / "records.log"
+    log.write_bytes(old_line + log.read_bytes())  # a line the snapshot already covers, not yet truncated
+    loaded = FileStore(store.dir).load_records()
+    assert loaded["shard1"].epoch == 4 and loaded["meta"] == records()["meta"]
+
+
+def test_a_store_written_per_shard_file_is_read(store: FileStore) -> None:
+    """A store written before records.log (one shards/<shard>.json each) is read, then written on."""
+    store.shards_dir.mkdir(parents=True)
+    for r in records().values():
+        (store.shards_dir / f"{r.shard}.json").write_text(r.model_dump_json())
+    assert store.load_records() == records()
+    newer = record(TOPO, "shard2").model_copy(update={"epoch": 3})
+    store.write_records([newer])
+    assert FileStore(store.dir).load_records() == {**records(), "shard2": newer}
 
 
 def test_a_leftover_temporary_file_is_ignored(store: FileStore) -> None:
     """A temporary file left by a crash mid-write is not read as a record."""
     store.write_records(records().values())
-    (store.shards_dir / ".shard1.json.999.tmp").write_text("torn")
-    assert store.load_records() == records()
+    (store.dir / ".records.json.999.tmp").write_text("torn")
+    assert FileStore(store.dir).load_records() == records()
 
 
 # -- journal ----------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ the alerts, and at most one plan with the record (holding its operation) to writ
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from idc_ha.decide.contact import Contact
 from idc_ha.decide.plan import ShardPlan
@@ -34,6 +34,7 @@ class ShardView:
     wall: float
     main_city: CityName
     city_failed: bool
+    plans: Mapping[str, ShardPlan] = field(default_factory=dict)  # last tick's plans, by op id
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from idc_ha.decide.plan import Fence, ShardPlan
 from idc_ha.decide.plans import failover_plan
 from idc_ha.decide.rules.base import Outcome, ShardView, writable_strays
 
@@ -11,5 +12,16 @@ def rule(v: ShardView) -> Outcome | None:
     op = v.rec.op
     if op is None:
         return None
-    plan = failover_plan(op, also_fence=writable_strays(v.rec.shard, op.target, v.snap, v.t))
+    fence = tuple(
+        dict.fromkeys((*(op.fence or (op.old_primary,)), *writable_strays(v.rec.shard, op.target, v.snap, v.t)))
+    )
+    last = v.plans.get(op.id)
+    if last is not None and _fences(last) == fence and last.reason == op.reason:
+        plan = last  # the same operation and the same nodes to fence: the same plan
+    else:
+        plan = failover_plan(op, also_fence=fence)
     return Outcome(reason=f"resuming {op.kind} {op.id}: {op.reason}", plan=plan)
+
+
+def _fences(plan: ShardPlan) -> tuple[str, ...]:
+    return tuple(s.node for s in plan.steps if isinstance(s, Fence))
