@@ -103,6 +103,7 @@ class Daemon:
             alerts=self.alerts,
             crash_after=crash_after,
             wall=self.clock.wall,
+            monotonic=self.clock.monotonic,
         )
         self.memory = Memory()
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)

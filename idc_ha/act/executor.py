@@ -79,12 +79,14 @@ class Executor:
         alerts: AlertSink,
         crash_after: str | None = None,
         wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.admin, self.book, self.store, self.t = admin, book, store, topology
         self.x = policy.execution
         self.routing, self.alerts = routing, alerts
         self.crash_after = crash_after
         self.wall = wall
+        self.monotonic = monotonic
 
     def _op(self, shard: ShardName, op_id: str) -> tuple[ShardRecord, Operation]:
         rec = self.book.get(shard)
@@ -316,7 +318,7 @@ class Executor:
             op,
             self.t,
             point=op.promotion_point,
-            baseline=baseline_of(op.target, p, wall=self.wall()),
+            baseline=baseline_of(op.target, p, wall=self.wall(), taken_at=self.monotonic()),
             wall=self.wall(),
         )
         await self.book.commit(new)

@@ -14,7 +14,7 @@ on a durable record that may be old. ``Contact`` keeps, per shard:
   so does an unseen spell longer than ``ACKER_GAP_S`` (it may have reconnected to a live primary,
   received nothing on an idle shard, and been cut again), or one after which it restarted or
   holds something else;
-* the acker's received position and uptime at its latest observation up to ``seen_at``.
+* the acker's received position and boot time at its latest observation up to ``seen_at``.
 
 The loss is corroborated at ``max(lost_at, acker_cut_since)``: the controller's own failures say
 nothing by themselves (a timeout may be a cut link; a refusal may be a REJECT rule while the
@@ -37,12 +37,11 @@ from dataclasses import dataclass
 
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName
-from idc_ha.model.observation import Snapshot
+from idc_ha.model.observation import BOOT_JITTER_S, Snapshot
 from idc_ha.model.state import ShardRecord
 
 EMPTY = GtidPos()  # immutable, so one shared default is safe
 ACKER_GAP_S = 1.0  # an acker unseen this long or less, and unchanged after, keeps its lost-link run
-UPTIME_TOLERANCE_S = 2.0  # Uptime is whole seconds, read a little after taken_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +54,11 @@ class Contact:
     acker: NodeName | None = None
     acker_seen_at: float | None = None  # the acker's latest observation up to seen_at
     acker_received: GtidPos = EMPTY  # ... what it held then
-    acker_uptime_s: int = 0  # ... and its uptime then (a restart shows as uptime growing slower than time)
+    acker_booted_at: float = 0.0  # ... and its boot time then
     acker_cut_since: float | None = None
     acker_cut_received: GtidPos = EMPTY
     acker_cut_seen: float | None = None  # the run's latest round in which the acker was seen
-    acker_cut_uptime_s: int = 0  # ... and its uptime then
+    acker_cut_booted_at: float = 0.0  # ... and its boot time then
 
     def corroborated_at(self) -> float | None:
         """When the loss was corroborated (see the module docstring); None while it is not."""
@@ -81,7 +80,7 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
         "acker_cut_since": None,
         "acker_cut_received": GtidPos(),
         "acker_cut_seen": None,
-        "acker_cut_uptime_s": 0,
+        "acker_cut_booted_at": 0.0,
     }
     if a is None or not a.reachable:
         if prev is None or prev.acker_cut_since is None or prev.acker_cut_seen is None:
@@ -95,13 +94,13 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
     run = prev is not None and prev.acker_cut_since is not None and prev.acker_cut_seen is not None
     if run and prev is not None and prev.acker_cut_seen is not None:
         gap = snap.taken_at - prev.acker_cut_seen
-        restarted = a.uptime_s - prev.acker_cut_uptime_s < gap - UPTIME_TOLERANCE_S
+        restarted = abs(a.booted_at - prev.acker_cut_booted_at) > BOOT_JITTER_S
         run = got == prev.acker_cut_received and gap <= ACKER_GAP_S + 1e-9 and not restarted
     return {
         "acker_cut_since": prev.acker_cut_since if run and prev is not None else snap.taken_at,
         "acker_cut_received": got,
         "acker_cut_seen": snap.taken_at,
-        "acker_cut_uptime_s": a.uptime_s,
+        "acker_cut_booted_at": a.booted_at,
     }
 
 
@@ -125,7 +124,7 @@ def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: floa
             acker=acker,
             acker_seen_at=snap.taken_at if up else (keep.acker_seen_at if keep else None),
             acker_received=a.received() if up and a is not None else (keep.acker_received if keep else GtidPos()),
-            acker_uptime_s=a.uptime_s if up and a is not None else (keep.acker_uptime_s if keep else 0),
+            acker_booted_at=a.booted_at if up and a is not None else (keep.acker_booted_at if keep else 0.0),
             **{**carried, **cut},
         )
     if mine is None:
@@ -139,12 +138,12 @@ def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: floa
         acker=acker,
         acker_seen_at=mine.acker_seen_at,
         acker_received=mine.acker_received,
-        acker_uptime_s=mine.acker_uptime_s,
+        acker_booted_at=mine.acker_booted_at,
         **{**{k: getattr(mine, k) for k in _CUT}, **cut},
     )
 
 
-_CUT = ("acker_cut_since", "acker_cut_received", "acker_cut_seen", "acker_cut_uptime_s")
+_CUT = ("acker_cut_since", "acker_cut_received", "acker_cut_seen", "acker_cut_booted_at")
 
 
 def update_contacts(

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from idc_ha.decide.contact import UPTIME_TOLERANCE_S, Contact
+from idc_ha.decide.contact import Contact
 from idc_ha.model.ids import NodeName, SyncState
-from idc_ha.model.observation import Snapshot
+from idc_ha.model.observation import BOOT_JITTER_S, Snapshot
 from idc_ha.model.policy import Proof as ProofPolicy
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
@@ -96,9 +96,9 @@ def prove_idc_failover(
         )
     if contact.acker_seen_at is None:
         return no(f"the acker {cand} was never seen while this controller watched {rec.primary}", cand)
-    # Uptime must have grown as much as the controller's own monotonic clock since: a restart
-    # shows as less, and a step of the wall clock (NTP, a resumed VM) does not show at all.
-    if o.uptime_s - contact.acker_uptime_s < snap.taken_at - contact.acker_seen_at - UPTIME_TOLERANCE_S:
+    # Boot times are on the controller's monotonic clock: a step of the wall clock (NTP, a
+    # resumed VM) does not look like a restart.
+    if abs(o.booted_at - contact.acker_booted_at) > BOOT_JITTER_S:
         return no(f"the acker {cand} restarted after {rec.primary} was last seen: its relay log may be gone", cand)
     received = o.received()
     if not received.contains(contact.acker_received):

@@ -43,29 +43,38 @@ BOOT_TOLERANCE_S = 5.0
 Unsafe = tuple[SyncState, str]
 
 
-def baseline_of(node: NodeName, o: NodeObservation, *, wall: float) -> Baseline:
+def boot_wall(o: NodeObservation, snap_wall: float, taken_at: float) -> float:
+    """When the server started, on the wall clock (durable baselines outlive this process's clock)."""
+    return snap_wall - (taken_at - o.booted_at)
+
+
+def baseline_of(node: NodeName, o: NodeObservation, *, wall: float, taken_at: float) -> Baseline:
+    """The counters now, as the baseline a proven-safe record keeps; ``taken_at`` is the monotonic
+    time matching ``wall``."""
     m = o.semisync_master
     return Baseline(
         primary=node,
         server_id=o.server_id,
-        boot_wall=round(wall - o.uptime_s),
+        boot_wall=round(boot_wall(o, wall, taken_at)),
         no_tx=m.no_tx if m else 0,
         no_times=m.no_times if m else 0,
     )
 
 
-def same_boot(b: Baseline, node: NodeName, o: NodeObservation, wall: float) -> bool:
+def same_boot(b: Baseline, node: NodeName, o: NodeObservation, snap: Snapshot) -> bool:
     return (
-        b.primary == node and b.server_id == o.server_id and abs((wall - o.uptime_s) - b.boot_wall) <= BOOT_TOLERANCE_S
+        b.primary == node
+        and b.server_id == o.server_id
+        and abs(boot_wall(o, snap.wall, snap.taken_at) - b.boot_wall) <= BOOT_TOLERANCE_S
     )
 
 
-def counters_moved(b: Baseline | None, node: NodeName, o: NodeObservation, wall: float) -> Unsafe | None:
+def counters_moved(b: Baseline | None, node: NodeName, o: NodeObservation, snap: Snapshot) -> Unsafe | None:
     """Why the semi-sync counters no longer prove every commit was acked since ``b``, or None."""
     m = o.semisync_master
     if b is None or m is None:
         return None
-    if not same_boot(b, node, o, wall):
+    if not same_boot(b, node, o, snap):
         if m.no_tx or m.no_times:
             return SyncState.ASYNC, (
                 f"{node} restarted and since then {m.no_tx} commit(s) went through without an ack and semi-sync "
@@ -163,7 +172,7 @@ def unsafe_reason(
         return SyncState.ASYNC, f"semi-sync master is off on the primary {rec.primary}"
     if rec.sync in (SyncState.IDC_SAFE, SyncState.NODE_SAFE) and rec.baseline is None:
         return SyncState.UNKNOWN, f"no semi-sync counter baseline is recorded for {rec.primary}; proving again"
-    moved = counters_moved(rec.baseline, rec.primary, o, snap.wall)
+    moved = counters_moved(rec.baseline, rec.primary, o, snap)
     if moved is not None:
         return moved
     if not m.never_times_out:
@@ -238,11 +247,13 @@ def next_record(
         if rec.recovery is None and rec.reason.endswith(not_ready):
             return rec
         return rec.model_copy(update={"recovery": None, "reason": f"not proven: {not_ready}", "updated_wall": wall})
-    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, snap.wall) is not None:
+    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, snap) is not None:
         target = o.gtid_binlog_pos
         return rec.model_copy(
             update={
-                "recovery": Recovery(target=target, baseline=baseline_of(rec.primary, o, wall=snap.wall)),
+                "recovery": Recovery(
+                    target=target, baseline=baseline_of(rec.primary, o, wall=snap.wall, taken_at=snap.taken_at)
+                ),
                 "reason": f"semi-sync on at both ends; waiting for {rec.ackers[0]} to receive {target or 'nothing'}",
                 "updated_wall": wall,
             }

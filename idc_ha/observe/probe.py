@@ -26,6 +26,7 @@ from idc_ha.model.config import ProbeSettings
 from idc_ha.model.gtid import GtidParseError, GtidPos
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import (
+    BOOT_JITTER_S,
     NodeObservation,
     ProbeFailure,
     ReplicaStatus,
@@ -86,9 +87,11 @@ def parse_observation(
     *,
     latency_ms: float,
     book: AddressBook | None = None,
+    booted_at: float = 0.0,
 ) -> NodeObservation:
     """Build a NodeObservation from the three result sets of PROBE_SQL; ``book`` names the
-    replica's source node by resolved address (without it the source stays unknown)."""
+    replica's source node by resolved address (without it the source stays unknown);
+    ``booted_at`` is the server's start on the caller's monotonic clock."""
     (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on, *rest) = variables
     master = SemiSyncMaster(
         enabled=_on(m_on),
@@ -139,15 +142,17 @@ def parse_observation(
         semisync_slave=SemiSyncSlave(enabled=_on(s_on), status=_on(status.get("Rpl_semi_sync_slave_status", "OFF"))),
         threads_connected=int(status.get("Threads_connected", 0)),
         slave_net_timeout_s=int(rest[0]) if rest else 0,
-        uptime_s=int(status.get("Uptime", 0)),
+        booted_at=booted_at,
     )
 
 
-async def read_observation(
-    conn: aiomysql.Connection, node: NodeName, book: AddressBook | None = None
-) -> NodeObservation:
-    """Run PROBE_SQL on an open connection (the caller holds the timeout) and parse it. A source
-    host name not yet resolved is learnt first (cached, under its own timeout)."""
+Raw = tuple[tuple[Any, ...], dict[str, str], dict[str, Any] | None, float]
+
+
+async def read_raw(conn: aiomysql.Connection, book: AddressBook | None = None) -> Raw:
+    """Run PROBE_SQL on an open connection (the caller holds the timeout): the variables, the
+    status counters, the SHOW SLAVE STATUS row and the round trip in ms. A source host name not
+    yet resolved is learnt first (cached, under its own timeout)."""
     t0 = time.perf_counter()
     async with conn.cursor() as cur:
         await cur.execute(PROBE_SQL)
@@ -160,7 +165,30 @@ async def read_observation(
     ms = (time.perf_counter() - t0) * 1000
     if book is not None and slave and not book.known(str(slave.get("Master_Host") or "")):
         await book.learn(str(slave.get("Master_Host") or ""))
-    return parse_observation(node, variables, status, slave, latency_ms=ms, book=book)
+    return tuple(variables), status, slave, ms
+
+
+async def read_observation(
+    conn: aiomysql.Connection,
+    node: NodeName,
+    book: AddressBook | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> NodeObservation:
+    """One full observation over an open connection (the caller holds the timeout)."""
+    variables, status, slave, ms = await read_raw(conn, book)
+    booted = clock() - int(status.get("Uptime", 0))
+    return parse_observation(node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted)
+
+
+def _unchanged_key(raw: Raw) -> tuple[Any, ...]:
+    """What must be equal for a probe to repeat the last observation: everything but Uptime and
+    the round trip's duration."""
+    variables, status, slave, _ = raw
+    return (
+        variables,
+        tuple(sorted((k, v) for k, v in status.items() if k != "Uptime")),
+        tuple(slave.items()) if slave else None,
+    )
 
 
 class NodeProber:
@@ -188,6 +216,8 @@ class NodeProber:
         self._next_dial = 0.0
         self._failing_since = 0.0
         self._last: NodeObservation | None = None
+        self._last_key: tuple[Any, ...] | None = None
+        self._booted: float | None = None
 
     async def _dial(self) -> aiomysql.Connection:
         return await aiomysql.connect(
@@ -215,7 +245,8 @@ class NodeProber:
             async with asyncio.timeout(self._s.connect_timeout_s + self._s.query_timeout_s):
                 if self._conn is None:
                     self._conn = await self._dial()
-                obs = await read_observation(self._conn, self.node, self._book)
+                raw = await read_raw(self._conn, self._book)
+            obs = self._observation(raw, now)
             self._failures = 0
         except (Exception, TimeoutError) as e:
             self._discard()
@@ -239,6 +270,25 @@ class NodeProber:
             )
         self._last = obs
         return obs
+
+    def _observation(self, raw: Raw, now: float) -> NodeObservation:
+        """The observation of an answer: the very last one when nothing but Uptime changed (so an
+        idle node costs no parsing, and equal observations are one object), else a new one. The
+        boot time is held steady within BOOT_JITTER_S (Uptime has whole seconds)."""
+        booted = now - int(raw[1].get("Uptime", 0))
+        restarted = self._booted is None or abs(booted - self._booted) > BOOT_JITTER_S
+        if restarted:
+            self._booted = booted
+        key = _unchanged_key(raw)
+        last = self._last
+        if not restarted and last is not None and last.reachable and key == self._last_key:
+            return last
+        self._last_key = key
+        assert self._booted is not None
+        variables, status, slave, ms = raw
+        return parse_observation(
+            self.node, variables, status, slave, latency_ms=ms, book=self._book, booted_at=self._booted
+        )
 
     async def close(self) -> None:
         self._discard()

@@ -81,6 +81,7 @@ class Fleet:
         self.on_effect: Callable[[str], None] | None = None  # called after every statement that changed something
         self._conns = 0
         self._replicas_of: dict[NodeName, list[NodeName]] | None = None  # source -> replicas; None: rebuild
+        self._seen: dict[NodeName, tuple[tuple[Any, ...], NodeObservation]] = {}  # node -> (state, observation)
 
     # -- arranging the servers ----------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Fleet:
             node = self.nodes[n.name]
             primary = next(p for p in self.t.nodes_by_shard[n.shard] if p.role == NodeRole.PRIMARY)
             node.binlog = [Gtid(0, primary.port, k) for k in range(1, seq + 1)]
-            node.uptime, node.booted_at = UPTIME, self._clock()
+            node.started = self._clock() - UPTIME
             if n.role == NodeRole.PRIMARY:
                 node.read_only = False
                 node.master_enabled, node.wait_point, node.master_timeout = True, "AFTER_SYNC", SEMISYNC_TIMEOUT_NEVER
@@ -129,7 +130,7 @@ class Fleet:
         Gtid_IO_Pos is empty (measured on 10.11.19); ``stale_info`` leaves relay-log.info at the
         start of the relay log, as a crash can. Status counters start again at zero."""
         n = self.nodes[node]
-        n.read_only, n.uptime, n.booted_at, n.wait_sessions = True, 0, self._clock(), 0
+        n.read_only, n.started, n.wait_sessions = True, self._clock(), 0
         n.yes_tx = n.no_tx = n.no_times = 0
         r = n.replica
         if r is None:
@@ -322,7 +323,8 @@ class Fleet:
         return count
 
     def observation(self, node: NodeName, *, clients: dict[NodeName, int] | None = None) -> NodeObservation:
-        """What ``observe`` returns for a live node, without letting replication run first."""
+        """What ``observe`` returns for a live node, without letting replication run first. An
+        unchanged node gives the very same observation object (as the real prober does)."""
         n = self.nodes[node]
         r = n.replica
         if not n.master_enabled:
@@ -331,6 +333,50 @@ class Fleet:
             clients_n = clients.get(n.name, 0)
         else:
             clients_n = self.clients(n)
+        state = (
+            n.read_only,
+            len(n.binlog),
+            n.binlog[-1] if n.binlog else None,
+            n.slave_pos,
+            n.master_enabled,
+            n.wait_point,
+            n.master_timeout,
+            n.wait_no_slave,
+            n.semi_off,
+            clients_n,
+            n.yes_tx,
+            n.no_tx,
+            n.no_times,
+            n.wait_sessions,
+            n.slave_enabled,
+            n.started,
+            n.slave_net_timeout,
+            None
+            if r is None
+            else (
+                r.host,
+                r.port,
+                r.io,
+                r.sql,
+                r.use_gtid,
+                r.io_pos,
+                r.semi,
+                r.relay_name,
+                r.relay_pos,
+                r.last_io_errno,
+                r.last_sql_errno,
+                r.last_sql_error,
+            ),
+        )
+        hit = self._seen.get(node)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        obs = self._build(n, clients_n)
+        self._seen[node] = (state, obs)
+        return obs
+
+    def _build(self, n: FakeNode, clients_n: int) -> NodeObservation:
+        r = n.replica
         replica = None
         if r is not None:
             replica = ReplicaStatus(
@@ -372,6 +418,6 @@ class Fleet:
                 no_times=n.no_times,
             ),
             semisync_slave=SemiSyncSlave(enabled=n.slave_enabled, status=r is not None and r.io == "Yes" and r.semi),
-            uptime_s=n.uptime + int(self._clock() - n.booted_at),
+            booted_at=n.started,
             slave_net_timeout_s=n.slave_net_timeout,
         )

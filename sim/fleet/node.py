@@ -92,8 +92,7 @@ class FakeNode:
     semi_off: bool = False  # semi-sync fell back to async (a finite timeout expired) until a replica acks
     stalled: bool = False  # the IO thread stays connected but nothing arrives
     apply_per_tick: int | None = None  # None: the SQL thread applies the whole relay log per tick
-    uptime: int = 86_400
-    booted_at: float = 0.0  # the fleet clock when ``uptime`` was last set
+    started: float = -86_400.0  # the fleet clock when the server started
     slave_net_timeout: int = 2
     discarded: list[Gtid] = field(default_factory=list)  # unapplied transactions a relay-log deletion lost
     traps: list[str] = field(default_factory=list)  # STARTs issued with both threads stopped in GTID mode

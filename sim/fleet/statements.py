@@ -72,7 +72,7 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
     elif m := _RELAYLOG.fullmatch(s):
         return _relaylog_events(n, m[1], int(m[2] or 4), int(m[3] or 0), int(m[4]) if m[4] else None)
     elif m := _STATUS.fullmatch(s):
-        status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions, "Uptime": n.uptime}
+        status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions}
         return [{"Variable_name": m[1], "Value": str(status[m[1]])}] if m[1] in status else []
     else:
         raise UnknownStatement(f"{n.name}: the fake does not model {sql!r}")

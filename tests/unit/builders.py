@@ -105,7 +105,7 @@ def primary_obs(t: Topology, name: NodeName, *, seq: int = SEQ, **kw: Any) -> No
         gtid_current_pos=p,
         gtid_strict_mode=True,
         semisync_master=master(),
-        uptime_s=UPTIME,
+        booted_at=-UPTIME,
     )
     return NodeObservation(**{**fields, **kw})
 
@@ -131,7 +131,7 @@ def replica_obs(
         gtid_current_pos=p,
         gtid_slave_pos=p,
         gtid_strict_mode=True,
-        uptime_s=UPTIME,
+        booted_at=-UPTIME,
         replica=ReplicaStatus(
             source_host=host,
             source_port=port,
@@ -230,17 +230,9 @@ def idc_lost(
 
 
 def snapshot(nodes: Mapping[NodeName, NodeObservation], *, at: float = 0.0) -> Snapshot:
-    """The nodes as seen at ``at`` seconds: a running server's uptime grows with the clock, so its
-    boot time (wall - uptime) stays put across a history."""
-    aged = {
-        n: (
-            o.model_copy(update={"uptime_s": o.uptime_s + round(at)})
-            if o.reachable and o.uptime_s + round(at) > 0
-            else o
-        )
-        for n, o in nodes.items()
-    }
-    return Snapshot(taken_at=at, wall=WALL + at, duration_ms=1.0, nodes=aged)
+    """The nodes as seen at ``at`` seconds on the controller's monotonic clock (wall WALL + at).
+    Boot times are on that clock too, so a running server keeps its boot time across a history."""
+    return Snapshot(taken_at=at, wall=WALL + at, duration_ms=1.0, nodes=dict(nodes))
 
 
 def history(*frames: tuple[float, Mapping[NodeName, NodeObservation]]) -> tuple[Snapshot, ...]:

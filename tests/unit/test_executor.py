@@ -125,6 +125,7 @@ def daemon(cluster: Fleet, state_dir: Path, *, on_effect: Callable[[str], None] 
         routing=RoutingPublisher(None, TOPO, prefix="idc-ha"),
         alerts=alerts,
         wall=lambda: WALL,
+        monotonic=lambda: 0.0,  # the fleet's clock
     )
     return Daemon(store, book, alerts, ex)
 

@@ -42,7 +42,7 @@ def test_an_idc_latched_down_is_released_when_a_node_answers() -> None:
 
 def test_an_acker_missed_in_the_primarys_last_round_does_not_block_the_proof() -> None:
     """The acker's probe timed out in the very round the primary last answered: its observation
-    from the round before stands (it cannot have restarted unseen: its uptime says so later)."""
+    from the round before stands (it cannot have restarted unseen: its boot time says so later)."""
     c = Ticker(records())
     c.run(0.0, 3.0, H)
     c.run(3.0, 3.2, changed(H, "shard1-sx", reachable=False, failure="timeout", error="timed out"))

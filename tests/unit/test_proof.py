@@ -174,19 +174,19 @@ def test_an_acker_stopped_after_it_lost_the_link_keeps_corroborating() -> None:
 
 
 def test_an_acker_restart_is_seen_through_a_wall_clock_step() -> None:
-    """Restarts are judged by uptime against the controller's monotonic clock: a wall-clock step
-    of 8 s (NTP, a resumed VM) is no restart, and a real restart still is."""
+    """Boot times are on the controller's monotonic clock: a wall-clock step of 8 s (NTP, a
+    resumed VM) is no restart, and a real restart still is."""
     hist = watched(steady(IDC1_DOWN))
     stepped = tuple(s.model_copy(update={"wall": s.wall + 8.0}) if k >= 6 else s for k, s in enumerate(hist))
     assert prove(stepped).ok
-    restarted = (*hist[:-1], snapshot(changed(IDC1_DOWN, SX, uptime_s=1), at=hist[-1].taken_at))
+    restarted = (*hist[:-1], snapshot(changed(IDC1_DOWN, SX, booted_at=hist[-1].taken_at - 1), at=hist[-1].taken_at))
     p = prove(restarted)
     assert not p.ok and "restarted" in p.reason
 
 
 def test_an_acker_that_restarted_after_the_loss_is_not_proven() -> None:
     """A restart may discard the relay log: the proof refuses."""
-    restarted = changed(IDC1_DOWN, "shard1-sx", uptime_s=1)
+    restarted = changed(IDC1_DOWN, "shard1-sx", booted_at=-1)
     p = prove(watched(steady(restarted)))
     assert not p.ok and "restarted after shard1-m was last seen" in p.reason
 

@@ -135,7 +135,7 @@ CASES: dict[str, Case] = {
         "shard1-ms acks commits of shard1-m but is not the recorded acker",
     ),
     "restart-with-unacked-commits": Case(
-        IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_tx=1), SyncState.ASYNC, "1 commit(s)"
+        IDC_SAFE, with_master(changed(H, M, booted_at=-30), M, no_tx=1), SyncState.ASYNC, "1 commit(s)"
     ),
     # gap 1/6: semi-sync switched off between probes; counters reset within a boot
     "no-times-rose": Case(
@@ -319,7 +319,7 @@ def test_a_primary_restart_is_proven_again_before_it_counts_as_safe() -> None:
     """A restart leaves semi-sync unwatched from boot to first answer (a restart with semi-sync off
     in its config commits uncounted): UNKNOWN, then the usual climb back to IDC_SAFE on evidence,
     with the new boot as baseline."""
-    restarted = changed(H, M, uptime_s=30)
+    restarted = changed(H, M, booted_at=-30)
     new = step(IDC_SAFE, restarted)
     assert new.sync == SyncState.UNKNOWN and "restarted" in new.reason and new.baseline is None
     waiting_ = step(new, restarted)
@@ -332,7 +332,7 @@ def test_a_primary_restart_is_proven_again_before_it_counts_as_safe() -> None:
 
 def test_a_restarted_primary_that_committed_without_acks_is_async() -> None:
     """Counters since the restart show un-acked commits or a switch-off: ASYNC, not UNKNOWN."""
-    new = step(IDC_SAFE, with_master(changed(H, M, uptime_s=30), M, no_times=1))
+    new = step(IDC_SAFE, with_master(changed(H, M, booted_at=-30), M, no_times=1))
     assert new.sync == SyncState.ASYNC and "switched off 1 time" in new.reason
 
 
@@ -342,9 +342,9 @@ def test_a_safe_record_without_baseline_is_proven_again() -> None:
     assert new.sync == SyncState.UNKNOWN and "no semi-sync counter baseline" in new.reason
 
 
-def test_uptime_jitter_within_tolerance_is_the_same_boot() -> None:
-    """A few seconds of clock jitter between wall and uptime is not a restart."""
-    assert step(IDC_SAFE, changed(H, M, uptime_s=UPTIME + 3)) is IDC_SAFE
+def test_boot_time_jitter_within_tolerance_is_the_same_boot() -> None:
+    """A few seconds of jitter in the boot time is not a restart."""
+    assert step(IDC_SAFE, changed(H, M, booted_at=-UPTIME - 3)) is IDC_SAFE
 
 
 def test_a_repeated_bad_observation_writes_once() -> None:
@@ -378,7 +378,7 @@ def worlds(draw: st.DrawFn) -> tuple[ShardRecord, Nodes]:
             H,
             M,
             gtid_binlog_pos=pos(TOPO, S, draw(st.integers(100, 102))),
-            uptime_s=draw(st.sampled_from([UPTIME, 30])),
+            booted_at=-draw(st.sampled_from([UPTIME, 30])),
         ),
         M,
         enabled=draw(st.booleans()),
@@ -443,7 +443,7 @@ def unacked_worlds(draw: st.DrawFn) -> tuple[ShardRecord, Nodes]:
     )
     if not nodes[M].reachable:
         nodes = {**nodes, M: H[M]}
-    nodes = with_master(changed(nodes, M, uptime_s=UPTIME), M, enabled=True, no_tx=b + draw(st.integers(1, 3)))
+    nodes = with_master(changed(nodes, M, booted_at=-UPTIME), M, enabled=True, no_tx=b + draw(st.integers(1, 3)))
     return rec, nodes
 
 
