@@ -20,6 +20,7 @@ snapshot's ``taken_at``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -38,9 +39,8 @@ class Health(StrEnum):
     DEAD = "dead"  # confirmed, and corroborated
 
 
-class NodeVerdict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+@dataclass(frozen=True, slots=True)
+class NodeVerdict:
     health: Health
     failing_s: float = 0.0
     witness: NodeName | None = None
@@ -48,7 +48,7 @@ class NodeVerdict(BaseModel):
 
 
 class Verdicts(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     nodes: dict[NodeName, NodeVerdict]
     machines: dict[MachineName, Health]
@@ -113,21 +113,17 @@ def node_verdicts(snap: Snapshot, tracks: Tracks, t: Topology, d: Detection) -> 
             continue
         streak = tracks.streaks.get(n.name)
         if o is None or streak is None:
-            out[n.name] = NodeVerdict.model_construct(
-                health=Health.SUSPECT, failing_s=0.0, witness=None, evidence="not probed"
-            )
+            out[n.name] = NodeVerdict(health=Health.SUSPECT, failing_s=0.0, witness=None, evidence="not probed")
             continue
         failing = now - streak.since
         need = d.confirm_refused_s if streak.refused else d.confirm_other_s
         if failing < need or streak.rounds < d.min_rounds:
-            out[n.name] = NodeVerdict.model_construct(
-                health=Health.SUSPECT, failing_s=failing, witness=None, evidence=streak.error
-            )
+            out[n.name] = NodeVerdict(health=Health.SUSPECT, failing_s=failing, witness=None, evidence=streak.error)
             continue
         w, short = _witness(
             tracks, t, n.name, by_source.get(n.name, []), now=now, streak=streak, need=need, min_rounds=d.min_rounds
         )
-        out[n.name] = NodeVerdict.model_construct(
+        out[n.name] = NodeVerdict(
             health=Health.DEAD if w else Health.UNREACHABLE,
             failing_s=failing,
             witness=w,
@@ -155,7 +151,7 @@ def assess(history: tuple[Snapshot, ...], t: Topology, d: Detection, *, tracks: 
     # A dead machine takes its nodes with it: corroboration by the failure domain.
     for name, v in nodes.items():
         if v.health == Health.UNREACHABLE and machines[t.node_by_name[name].machine] == Health.DEAD:
-            nodes[name] = NodeVerdict.model_construct(
+            nodes[name] = NodeVerdict(
                 health=Health.DEAD,
                 failing_s=v.failing_s,
                 witness=v.witness,
