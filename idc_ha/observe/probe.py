@@ -19,8 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomysql
+import asyncmy
+import asyncmy.errors
 import pymysql
-from pymysql.constants import CLIENT
+from asyncmy.constants import CLIENT as ASYNCMY_CLIENT
 
 from idc_ha.model.config import ProbeSettings
 from idc_ha.model.gtid import GtidParseError, GtidPos
@@ -52,7 +54,7 @@ def classify(exc: BaseException) -> tuple[ProbeFailure, str]:
     """Translate a driver or socket error into a failure kind and a one-line message."""
     if isinstance(exc, TimeoutError):
         return ProbeFailure.TIMEOUT, "timed out"
-    if isinstance(exc, pymysql.err.OperationalError) and exc.args:
+    if isinstance(exc, (pymysql.err.OperationalError, asyncmy.errors.OperationalError)) and exc.args:
         code = exc.args[0]
         text = str(exc.args[1]) if len(exc.args) > 1 else ""
         cause = exc.__cause__ or exc.__context__
@@ -149,7 +151,7 @@ def parse_observation(
 Raw = tuple[tuple[Any, ...], dict[str, str], dict[str, Any] | None, float]
 
 
-async def read_raw(conn: aiomysql.Connection, book: AddressBook | None = None) -> Raw:
+async def read_raw(conn: Any, book: AddressBook | None = None) -> Raw:
     """Run PROBE_SQL on an open connection (the caller holds the timeout): the variables, the
     status counters, the SHOW SLAVE STATUS row and the round trip in ms. A source host name not
     yet resolved is learnt first (cached, under its own timeout)."""
@@ -211,7 +213,7 @@ class NodeProber:
         self._user, self._password = user, password
         self._s = settings
         self._clock = clock
-        self._conn: aiomysql.Connection | None = None
+        self._conn: Any = None  # an asyncmy connection
         self._failures = 0
         self._next_dial = 0.0
         self._failing_since = 0.0
@@ -219,15 +221,15 @@ class NodeProber:
         self._last_key: tuple[Any, ...] | None = None
         self._booted: float | None = None
 
-    async def _dial(self) -> aiomysql.Connection:
-        return await aiomysql.connect(
+    async def _dial(self) -> Any:
+        return await asyncmy.connect(
             host=self.host,
             port=self.port,
             user=self._user,
             password=self._password,
             connect_timeout=self._s.connect_timeout_s,
             autocommit=True,
-            client_flag=CLIENT.MULTI_STATEMENTS,
+            client_flag=ASYNCMY_CLIENT.MULTI_STATEMENTS,
         )
 
     def _discard(self) -> None:
