@@ -36,14 +36,12 @@ from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, NodeRole
 from idc_ha.model.observation import (
     NodeObservation,
     ProbeFailure,
-    ReplicaStatus,
-    SemiSyncMaster,
-    SemiSyncSlave,
     Snapshot,
 )
 from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, pos_of
+from .observe import build, state_of
 from .statements import FORBIDDEN, delete_relay_log, execute
 
 UPTIME = 86_400
@@ -333,91 +331,10 @@ class Fleet:
             clients_n = clients.get(n.name, 0)
         else:
             clients_n = self.clients(n)
-        state = (
-            n.read_only,
-            len(n.binlog),
-            n.binlog[-1] if n.binlog else None,
-            n.slave_pos,
-            n.master_enabled,
-            n.wait_point,
-            n.master_timeout,
-            n.wait_no_slave,
-            n.semi_off,
-            clients_n,
-            n.yes_tx,
-            n.no_tx,
-            n.no_times,
-            n.wait_sessions,
-            n.slave_enabled,
-            n.started,
-            n.slave_net_timeout,
-            None
-            if r is None
-            else (
-                r.host,
-                r.port,
-                r.io,
-                r.sql,
-                r.use_gtid,
-                r.io_pos,
-                r.semi,
-                r.relay_name,
-                r.relay_pos,
-                r.last_io_errno,
-                r.last_sql_errno,
-                r.last_sql_error,
-            ),
-        )
+        state = state_of(n, clients_n)
         hit = self._seen.get(node)
         if hit is not None and hit[0] == state:
             return hit[1]
-        obs = self._build(n, clients_n)
+        obs = build(n, clients_n, self._by_addr.get((r.host, r.port)) if r is not None else None)
         self._seen[node] = (state, obs)
         return obs
-
-    def _build(self, n: FakeNode, clients_n: int) -> NodeObservation:
-        r = n.replica
-        replica = None
-        if r is not None:
-            replica = ReplicaStatus(
-                source_host=r.host,
-                source_port=r.port,
-                source=self._by_addr.get((r.host, r.port)),
-                io_running=r.io,
-                sql_running=r.sql,
-                gtid_io_pos=r.io_pos,
-                using_gtid={"slave_pos": "Slave_Pos", "current_pos": "Current_Pos", "no": "No"}[r.use_gtid],
-                last_io_errno=r.last_io_errno,
-                last_sql_errno=r.last_sql_errno,
-                last_sql_error=r.last_sql_error,
-                relay_log_file=r.relay_name,
-                relay_log_pos=r.relay_pos,
-            )
-        never = n.master_timeout >= SEMISYNC_TIMEOUT_NEVER // 2
-        return NodeObservation(
-            node=n.name,
-            reachable=True,
-            read_only=n.read_only,
-            server_id=n.server_id,
-            version="10.11.9-MariaDB-fleet",
-            gtid_binlog_pos=n.binlog_pos,
-            gtid_slave_pos=n.slave_pos,
-            gtid_current_pos=n.current_pos,
-            gtid_strict_mode=True,
-            replica=replica,
-            semisync_master=SemiSyncMaster(
-                enabled=n.master_enabled,
-                status=n.master_enabled and not n.semi_off and (clients_n > 0 or (n.wait_no_slave and never)),
-                wait_point=n.wait_point,
-                timeout_ms=n.master_timeout,
-                wait_no_slave=n.wait_no_slave,
-                clients=clients_n,
-                yes_tx=n.yes_tx,
-                no_tx=n.no_tx,
-                wait_sessions=n.wait_sessions,
-                no_times=n.no_times,
-            ),
-            semisync_slave=SemiSyncSlave(enabled=n.slave_enabled, status=r is not None and r.io == "Yes" and r.semi),
-            booted_at=n.started,
-            slave_net_timeout_s=n.slave_net_timeout,
-        )

@@ -17,7 +17,7 @@ from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import SyncState
 from idc_ha.model.state import Control, Recovery
 
-from .builders import SHARDS, TOPO, baseline, failover_op, pos, record, records
+from .builders import TOPO, baseline, failover_op, pos, record, records
 
 
 @pytest.fixture
