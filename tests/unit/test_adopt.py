@@ -8,10 +8,10 @@ from idc_ha.decide.plan import Decision, Fence, StartReplica
 from idc_ha.decide.tick import decide
 from idc_ha.model.alert import AlertKind
 from idc_ha.model.gtid import GtidPos
-from idc_ha.model.ids import NodeName, ShardName
+from idc_ha.model.ids import NodeName, ShardName, SyncState
 from idc_ha.model.observation import NodeObservation
 from idc_ha.model.policy import Policy
-from idc_ha.model.state import Control, ShardRecord
+from idc_ha.model.state import Control, ShardRecord, home_record
 
 from .builders import (
     SHARDS,
@@ -26,6 +26,7 @@ from .builders import (
     steady,
     with_replica,
 )
+from .test_rules import IDC1_DOWN, K, run
 
 H = home_nodes()
 ALL = frozenset(SHARDS)
@@ -209,3 +210,42 @@ def test_a_genuine_crash_mid_failover_is_resumed_by_a_fresh_controller() -> None
     detached = changed(idc_lost(TOPO, H, "IDC1"), "shard1-sx", replica=None)
     d = tick(detached, recs)
     assert "shard1" in {p.shard for p in d.plans}
+
+
+# -- an empty store: the config's home layout, adopted only when the servers match it ------------
+
+
+def test_empty_store_adopts_a_healthy_home_layout_as_unknown() -> None:
+    """With no records and servers as the config says, every shard is written as home, UNKNOWN."""
+    d = run(H, {})
+    assert d.plans == ()
+    assert set(d.records) == set(SHARDS)
+    for s, r in d.records.items():
+        home = home_record(TOPO, s, wall=WALL)
+        assert (r.sync, r.epoch, r.primary, r.ackers, r.upstreams) == (
+            SyncState.UNKNOWN,
+            1,
+            home.primary,
+            home.ackers,
+            home.upstreams,
+        )
+        assert r.recovery is not None  # the climb to IDC_SAFE starts on evidence, not settings
+
+
+def test_empty_store_never_adopts_a_reality_that_differs_from_home() -> None:
+    """No records, and IDC1 already dead when the controller starts: nothing is written, nothing
+    promoted, and an alert says why."""
+    d = run(steady(IDC1_DOWN), {})
+    assert d.plans == () and d.records == {}
+    assert {a.shard for a in d.alerts if a.kind == K.UNADOPTED} == set(SHARDS)
+    assert all(r.startswith("no action: not adopted") for r in d.reasons.values())
+
+
+def test_empty_store_after_a_failover_does_not_undo_it() -> None:
+    """The store was lost after shard1 moved to IDC2: the config's home layout is not adopted."""
+    moved = changed(H, "shard1-sx", read_only=False, replica=None)
+    moved = changed(moved, "shard1-m", read_only=True)
+    d = run(moved, {s: r for s, r in records().items() if s != "shard1"})
+    assert "shard1" not in d.records and d.plans == ()
+    [a] = [a for a in d.alerts if a.kind == K.UNADOPTED]
+    assert a.shard == "shard1" and "read-only" in a.reason
