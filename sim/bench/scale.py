@@ -26,16 +26,13 @@ from typing import Any
 
 import idc_ha.daemon as daemon_module
 from idc_ha import logs
-from idc_ha.act.routing import RoutingPublisher
-from idc_ha.coord.store import FileStore
-from idc_ha.daemon import Daemon
 from idc_ha.model.config import Config
 from idc_ha.model.ids import SyncState
 from idc_ha.model.policy import Policy
 from idc_ha.model.problems import problems
 from idc_ha.model.topology import Topology
 from idc_ha.notify.alerts import MemoryAlertSink
-from sim.fleet import Fleet
+from sim.fleet import Fleet, daemon_on
 from sim.layout import home_layout
 
 MACHINES_PER_IDC = 8
@@ -88,15 +85,7 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
 
     daemon_module.decide = timed_decide  # type: ignore[assignment]
     alerts = MemoryAlertSink()
-    d = Daemon(
-        cfg,
-        Policy(),
-        prober=fleet,
-        admin=fleet,
-        store=FileStore(cfg.state_dir),
-        alerts=alerts,
-        routing=RoutingPublisher(None, topo, prefix="idc-ha"),
-    )
+    d = daemon_on(fleet, cfg, Policy(), alerts)
     ticks_cpu: list[float] = []
 
     async def tick_until(what: str, done: Callable[[], bool]) -> None:

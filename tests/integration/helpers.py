@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import aiomqtt
 import pymysql
 
-from sim.harness import Lab
+from sim.harness import ROOT, Lab
 
 
 def app_conn(lab: Lab, node: str, *, read_timeout: float = 10) -> pymysql.connections.Connection:
@@ -129,3 +131,13 @@ def root_sql(lab: Lab, node: str, *stmts: str) -> list[Any]:
         return sql(c, *stmts)
     finally:
         c.close()
+
+
+def idc_ha_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idc_ha.cli", *args, "--config", str(lab.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import pytest
 from idc_ha.model.ids import SyncState
 from idc_ha.model.state import ShardRecord
 from sim.chaos import kill_idc as chaos_kill_idc
-from sim.harness import ROOT, Daemon, Lab, kill_idc
+from sim.harness import Daemon, Lab, kill_idc
 from sim.workload import Workload
-from tests.integration.helpers import MqttCollector, ctl_conn, sql, writable
+from tests.integration.helpers import MqttCollector, ctl_conn, idc_ha_cli, sql, writable
 
 RTO_PROMISE_S = 30.0
 SHARDS = ("meta", "shard1", "shard2")
@@ -122,13 +121,7 @@ def test_paused_daemon_only_alerts_then_acts_on_resume(lab: Lab, daemon: Daemon)
     """Paused, a dead IDC1 changes nothing but alerts; after resume the failover runs, losing nothing."""
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "idc_ha.cli", *args, "--config", str(lab.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=ROOT,
-        )
+        return idc_ha_cli(lab, *args)
 
     assert cli("pause").returncode == 0
     with collector(lab, alerts_topic(lab)) as alerts:
@@ -243,16 +236,6 @@ def test_a_short_network_blip_of_idc1_causes_no_failover(lab: Lab, daemon: Daemo
     assert all(recs[s].primary == f"{s}-m" and recs[s].epoch == 1 and recs[s].op is None for s in SHARDS), recs
     assert not [e for e in daemon.journal() if e["event"] in ("decision", "step_done")]
     assert all(writable(lab, f"{s}-m") for s in SHARDS)
-
-
-def idc_ha_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "idc_ha.cli", *args, "--config", str(lab.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
 
 
 @pytest.mark.parametrize("stopped", ["sql_thread", "both_threads"])

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from idc_ha.act.routing import RoutingPublisher
-from idc_ha.coord.store import FileStore
 from idc_ha.daemon import Daemon
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName, SyncState
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Control
 from idc_ha.notify.alerts import MemoryAlertSink
-from sim.fleet import Fleet
+from sim.fleet import Fleet, daemon_on
 
 from .builders import SHARDS, TOPO, in_idc
 
@@ -54,15 +52,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     fleet = Fleet(TOPO, clock=time.monotonic, wall=time.time).arrange_home()
     alerts = MemoryAlertSink()
     cfg = config(tmp_path / "state")
-    d = Daemon(
-        cfg,
-        Policy(),
-        prober=fleet,
-        admin=fleet,
-        store=FileStore(cfg.state_dir),
-        alerts=alerts,
-        routing=RoutingPublisher(None, TOPO, prefix="idc-ha"),
-    )
+    d = daemon_on(fleet, cfg, Policy(), alerts)
     task = asyncio.create_task(d.run())
     r = Running(d, fleet, alerts, task)
     try:
