@@ -8,13 +8,16 @@ IDC_SAFE and watched, then every IDC1 server dies and it ticks until every shard
 Figures per size: ``probe_round_ms`` (p50 of the fleet's probe rounds: the simulated latency and
 the observations built, which a real prober spends parsing), ``decide_ms_p50``/``decide_ms_max``
 (the pure core, IDC1 down included), ``tick_cpu_ms`` (p50 CPU of a daemon tick, the probe round
-excluded), ``rss_mb`` (peak resident memory of the process), ``failover_all_s`` (every IDC1 node
-dead -> every shard's failover finished) and ``check_ms`` (validating the config).
+excluded), ``rss_mb`` (peak resident memory of the process: the simulated fleet included),
+``rss_fleet_mb`` and ``rss_daemon_mb`` (what building the fleet added, and what the daemon added
+after it, at the end of the run), ``failover_all_s`` (every IDC1 node dead -> every shard's
+failover finished) and ``check_ms`` (validating the config).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import statistics
@@ -39,6 +42,12 @@ MACHINES_PER_IDC = 8
 TIMEOUT_S = 600.0
 
 
+def _rss_mb() -> float:
+    """The process's resident memory now (not the peak), from /proc."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return round(pages * resource.getpagesize() / 2**20, 1)
+
+
 def _ms(xs: list[float]) -> float:
     return round(statistics.median(xs) * 1000, 1) if xs else 0.0
 
@@ -61,7 +70,11 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
     cfg = Config.model_validate(
         {**raw, "state_dir": str(base / f"state-{shards}"), "mqtt": {"enabled": False}, "probe": {"interval_s": 0.2}}
     )
+    gc.collect()
+    rss_before = _rss_mb()
     fleet = Fleet(topo, latency_s=latency_s, clock=time.monotonic, wall=time.time, record=False).arrange_home(seq=10)
+    gc.collect()
+    rss_fleet = _rss_mb()
 
     rounds = Timed()
     real_round = fleet.round
@@ -132,6 +145,8 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
         "tick_cpu_ms": _ms(steady_ticks),
         "tick_cpu_ms_failover": _ms(ticks_cpu[len(steady_ticks) :]),
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_fleet_mb": round(rss_fleet - rss_before, 1),
+        "rss_daemon_mb": round(_rss_mb() - rss_fleet, 1),
         "failover_all_s": round(failover_s, 2),
         "ticks": len(decides.wall),
     }
