@@ -146,12 +146,7 @@ def adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, wa
         return f"operation {rec.op.id} in the store no longer fits: {why_op}"
     if was_adopted:
         rival = outside_promotion(rec, history[-1], t)
-        if rival is None:
-            return None
-        return (
-            f"{rival} is writable and replicates from nothing of the shard while {rec.primary} is not: "
-            "promoted by hand?"
-        )
+        return None if rival is None else _by_hand(rec, rival)
     why = "no snapshot"
     adopted_at: int | None = None
     for k, snap in enumerate(history):
@@ -160,10 +155,15 @@ def adoption(rec: ShardRecord, history: tuple[Snapshot, ...], t: Topology, *, wa
             if why_k is None:
                 adopted_at = k
             else:
-                why = why_k
+                rival = outside_promotion(rec, snap, t)
+                why = why_k if rival is None else f"{why_k}; {_by_hand(rec, rival)}"
         elif outside_promotion(rec, snap, t) is not None:
             adopted_at, why = None, "the layout changed outside the controller at a later round"
     return None if adopted_at is not None else why
+
+
+def _by_hand(rec: ShardRecord, rival: NodeName) -> str:
+    return f"{rival} is writable and replicates from nothing of the shard while {rec.primary} is not: promoted by hand?"
 
 
 def unadopted_alert(rec: ShardRecord, why: str, *, home: bool, op: bool = False) -> Alert:

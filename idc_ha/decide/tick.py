@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from idc_ha.decide.acks import AckWatch, watch_for
+from idc_ha.decide.acks import watch_for
 from idc_ha.decide.adopt import adoption, unadopted_alert
 from idc_ha.decide.contact import update_contacts
 from idc_ha.decide.drift import drift
@@ -60,40 +60,52 @@ def decide(
     mem = memory or Memory()
     snap = history[-1]
     fresh = tuple(s for s in history if mem.at is None or s.taken_at > mem.at) or (snap,)
-    tracks = mem.tracks
-    for fs in fresh:
-        tracks = fold(tracks, fs)
-    v = latch(
-        assess(history, topology, policy.detection, tracks=tracks), snap, topology, mem.dead_idcs, policy.detection
-    )
-    alerts: list[Alert] = []
-    reasons: dict[ShardName, str] = {}
+    # Every snapshot not decided on before moves the watched state exactly as if it had been a
+    # tick of its own (streaks, the IDC latch, adoption, sync-state records, ack watches, what
+    # was watched of each primary); only the newest one gets rules and plans. So a decision over
+    # a history equals the same history fed tick by tick, up to the first plan.
+    tracks, dead = mem.tracks, mem.dead_idcs
+    adopted = set(mem.adopted)
+    acks = dict(mem.acks)
+    seen = mem.contacts
+    current: dict[ShardName, ShardRecord] = {}
     changed: dict[ShardName, ShardRecord] = {}
-    recs: dict[ShardName, ShardRecord] = {}
-    adopted: set[ShardName] = set()
-    acks: dict[ShardName, AckWatch] = {}
+    alerts: list[Alert] = []
+    unadopted: dict[ShardName, tuple[ShardRecord, str]] = {}
+    durable = records  # what the store holds before this snapshot's plans: intermediate changes included
+    for k, fs in enumerate(fresh):
+        at_wall = wall if k == len(fresh) - 1 else fs.wall
+        if k == len(fresh) - 1 and changed:
+            durable = {**records, **changed}
+        tracks = fold(tracks, fs)
+        v = latch(assess((fs,), topology, policy.detection, tracks=tracks), fs, topology, dead, policy.detection)
+        dead = frozenset(i for i, h in v.idcs.items() if h == Health.DEAD)
+        unadopted = {}
+        for shard in topology.shards:
+            s = shard.name
+            rec = current.get(s) or records.get(s) or home_record(topology, s, wall=at_wall)
+            why_not = adoption(rec, (fs,), topology, was_adopted=s in adopted)
+            if why_not is not None:
+                adopted.discard(s)
+                acks.pop(s, None)
+                unadopted[s] = (rec, why_not)
+                continue
+            adopted.add(s)
+            w = watch_for(acks.get(s), rec)
+            new = next_record(rec, fs, topology, wall=at_wall, acks=w)
+            acks[s] = watch_for(w, new).fold(fs)
+            if records.get(s) is None or new is not rec:
+                changed[s] = new
+            if new.sync != rec.sync:
+                alerts.append(sync_alert(new, before=rec.sync))
+            current[s] = new
+        seen = update_contacts(seen, (fs,), {s: current[s] for s in adopted}, max_blind_s=policy.proof.max_blind_s)
 
-    for shard in topology.shards:
-        old = records.get(shard.name)
-        rec = old or home_record(topology, shard.name, wall=wall)
-        why_not = adoption(rec, fresh, topology, was_adopted=shard.name in mem.adopted)
-        if why_not is not None:
-            alerts.append(unadopted_alert(rec, why_not, home=old is None, op=rec.op is not None))
-            reasons[shard.name] = f"no action: not adopted ({why_not})"
-            continue
-        adopted.add(shard.name)
-        w = watch_for(mem.acks.get(shard.name), rec)
-        for fs in fresh[:-1]:
-            w = w.fold(fs)
-        new = next_record(rec, snap, topology, wall=wall, acks=w)
-        acks[shard.name] = watch_for(w, new).fold(snap)
-        if old is None or new is not rec:
-            changed[shard.name] = new
-        if new.sync != rec.sync:
-            alerts.append(sync_alert(new, before=rec.sync))
-        recs[shard.name] = new
-
-    seen = update_contacts(mem.contacts, fresh, recs, max_blind_s=policy.proof.max_blind_s)
+    reasons: dict[ShardName, str] = {}
+    for s, (rec, why_not) in unadopted.items():
+        alerts.append(unadopted_alert(rec, why_not, home=records.get(s) is None, op=rec.op is not None))
+        reasons[s] = f"no action: not adopted ({why_not})"
+    recs = {sh.name: current[sh.name] for sh in topology.shards if sh.name in adopted}
     alerts += _idc_alerts(v.idcs)
     main_city = topology.primary_idc.city
     city_failed = v.cities[main_city] in (Health.DEAD, Health.UNREACHABLE)
@@ -132,14 +144,14 @@ def decide(
             plans.append(out.plan)
             plan_cache[out.plan.op_id] = out.plan
 
-    kept = _checked(plans, changed, records, snap, topology, alerts, reasons)
+    kept = _checked(plans, changed, durable, snap, topology, alerts, reasons)
     reconcile: dict[ShardName, tuple[AnyStep, ...]] = {}
     planned = {p.shard for p in kept}
     for s, rec in recs.items():
-        current = changed.get(s, rec)
-        if current.op is not None or s in planned:
+        now_rec = changed.get(s, rec)
+        if now_rec.op is not None or s in planned:
             continue
-        drift_alerts, steps = drift(current, snap, topology, paused=control.is_paused(s))
+        drift_alerts, steps = drift(now_rec, snap, topology, paused=control.is_paused(s))
         alerts += drift_alerts
         if steps:
             reconcile[s] = tuple(steps)
@@ -162,7 +174,7 @@ def decide(
             plans=plan_cache,
         ),
     )
-    check(decision, records, snap, topology, plans_checked=True)
+    check(decision, durable, snap, topology, plans_checked=True)
     return decision
 
 

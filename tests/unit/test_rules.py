@@ -28,7 +28,7 @@ from idc_ha.decide.tick import decide
 from idc_ha.decide.verdicts import Health
 from idc_ha.model.alert import AlertKind, Severity
 from idc_ha.model.ids import NodeName, ShardName, SyncState
-from idc_ha.model.observation import NodeObservation, Snapshot
+from idc_ha.model.observation import NodeObservation, SemiSyncSlave, Snapshot
 from idc_ha.model.policy import Policy, Rules
 from idc_ha.model.state import Control, Recovery, ShardRecord
 from idc_ha.model.topology import Topology
@@ -46,6 +46,7 @@ from .builders import (
     pos,
     record,
     records,
+    snapshot,
     steady,
     topology,
     watched,
@@ -60,6 +61,23 @@ K = AlertKind
 H = home_nodes()
 IDC1_DOWN = idc_lost(TOPO, H, "IDC1")
 CITY1_DOWN = idc_lost(TOPO, H, "IDC1", "IDC2")
+
+
+def async_on(nodes: Nodes, *primaries: str) -> Nodes:
+    """``nodes`` with semi-sync fallen back to async on the primaries (no proof can be made)."""
+    for p in primaries:
+        nodes = with_master(nodes, NodeName(p), status=False)
+    return nodes
+
+
+def acking(nodes: Nodes, shard: str, acker: str) -> Nodes:
+    """``nodes`` with ``acker`` the shard's only semi-sync replica, as a record naming it says."""
+    for n in (f"{shard}-sx", f"{shard}-ms", f"{shard}-cas", f"{shard}-rem"):
+        on = n == acker
+        nodes = changed(nodes, NodeName(n), semisync_slave=SemiSyncSlave(enabled=on, status=on))
+    return nodes
+
+
 RULE_OFF = Policy(rules=Rules(auto_idc_failover=False))
 
 
@@ -70,11 +88,14 @@ def run(
     control: Control | None = None,
     policy: Policy | None = None,
     topo: Topology = TOPO,
+    before: Nodes | None = None,
 ) -> Decision:
-    """decide() on a confirmed history of ``nodes`` (or the given history), with every shard IDC_SAFE
-    unless ``recs`` says otherwise, by a controller that has been running: the stored records are
-    adopted (it saw them true before this history)."""
-    hist = nodes if isinstance(nodes, tuple) else watched(steady(nodes), home_nodes(topo))
+    """decide() on a confirmed history of ``nodes`` (or the given history) after 3 s of ``before``
+    (the healthy home cluster by default), with every shard IDC_SAFE unless ``recs`` says
+    otherwise, by a controller that has been running: the stored records are adopted (it saw them
+    true before this history). Every snapshot moves the sync state as a tick would, so ``before``
+    must agree with ``recs`` (a shard recorded ASYNC over a healthy lead is proven again)."""
+    hist = nodes if isinstance(nodes, tuple) else watched(steady(nodes), before or home_nodes(topo))
     recs = records(topo) if recs is None else recs
     memory = Memory(adopted=frozenset(recs))
     return decide(hist, topo, policy or Policy(), recs, control or Control(), wall=WALL, memory=memory)
@@ -104,6 +125,7 @@ class Scenario:
     control: Control | None = None
     policy: Policy | None = None
     topo: Topology = TOPO
+    before: Nodes | None = None  # the 3 s watched before ``nodes`` (the healthy home cluster)
 
 
 # With three data shards, each machine of IDC1 carries two primaries, so losing one acker still
@@ -133,12 +155,17 @@ SCENARIOS: dict[str, Scenario] = {
         ("meta", "shard2"),
         IDC_DOWN | every(K.NOT_PROVEN_SAFE, "shard1") | every(K.FAILOVER_STARTED, "meta", "shard2"),
         recs=records(shard1=SyncState.ASYNC),
+        before=async_on(H, "shard1-m"),
     ),
     "meta-unknown": Scenario(
         IDC1_DOWN,
         ("shard1", "shard2"),
-        IDC_DOWN | every(K.NOT_PROVEN_SAFE, "meta") | every(K.FAILOVER_STARTED, "shard1", "shard2"),
+        IDC_DOWN
+        | every(K.SYNC_DEGRADED, "meta")  # watched: UNKNOWN -> ASYNC
+        | every(K.NOT_PROVEN_SAFE, "meta")
+        | every(K.FAILOVER_STARTED, "shard1", "shard2"),
         recs=records(meta=SyncState.UNKNOWN),
+        before=async_on(H, "meta-m"),
     ),
     "node-safe-is-not-enough-for-idc-failover": Scenario(
         IDC1_DOWN, (), IDC_DOWN | every(K.NOT_PROVEN_SAFE), recs=records(sync=SyncState.NODE_SAFE)
@@ -185,16 +212,28 @@ SCENARIOS: dict[str, Scenario] = {
     "primary-dead-idc-up": Scenario(lost(TOPO, H, ["shard1-m"]), (), every(K.PRIMARY_UNREACHABLE, "shard1")),
     "primary-suspect": Scenario(steady(IDC1_DOWN, seconds=1.0, rounds=3), (), set()),
     "empty-store-idc1-dead": Scenario(steady(IDC1_DOWN), (), IDC_DOWN | every(K.UNADOPTED), recs={}),
-    "empty-store-home-seen-then-idc1-dead": Scenario(IDC1_DOWN, (), IDC_DOWN | every(K.NOT_PROVEN_SAFE), recs={}),
-    "empty-store-healthy": Scenario(H, (), set(), recs={}),
-    "sync-degrades": Scenario(with_master(H, "shard1-m", no_tx=1), (), every(K.SYNC_DEGRADED, "shard1")),
+    # A fresh controller adopts the home layout as UNKNOWN and proves it from what it watches.
+    "empty-store-proven-then-idc1-dead": Scenario(
+        IDC1_DOWN, ALL, IDC_DOWN | every(K.SYNC_RESTORED) | every(K.FAILOVER_STARTED), recs={}
+    ),
+    "empty-store-unproven-then-idc1-dead": Scenario(
+        IDC1_DOWN,
+        (),
+        IDC_DOWN | every(K.SYNC_DEGRADED) | every(K.NOT_PROVEN_SAFE),  # watched: UNKNOWN -> ASYNC
+        recs={},
+        before=async_on(H, "meta-m", "shard1-m", "shard2-m"),
+    ),
+    "empty-store-healthy": Scenario(H, (), every(K.SYNC_RESTORED), recs={}),
+    "sync-degrades": Scenario(
+        watched((snapshot(with_master(H, "shard1-m", no_tx=1), at=0.0),)), (), every(K.SYNC_DEGRADED, "shard1")
+    ),
 }
 
 
 @pytest.mark.parametrize("sc", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_scenario(sc: Scenario) -> None:
     """Each scenario gives failover plans for exactly the expected shards, and exactly the expected alerts."""
-    d = run(sc.nodes, sc.recs, control=sc.control, policy=sc.policy, topo=sc.topo)
+    d = run(sc.nodes, sc.recs, control=sc.control, policy=sc.policy, topo=sc.topo, before=sc.before)
     assert tuple(p.shard for p in d.plans) == sc.promoted
     assert kinds(d) == sc.alerts
     assert set(d.reasons) == {s.name for s in sc.topo.shards}
@@ -259,7 +298,7 @@ def test_main_city_down_is_a_critical_alert_for_a_human() -> None:
 
 def test_not_proven_safe_says_why() -> None:
     """A shard left behind because it was ASYNC gets an alert whose reason says ASYNC."""
-    d = run(IDC1_DOWN, records(shard1=SyncState.ASYNC))
+    d = run(IDC1_DOWN, records(shard1=SyncState.ASYNC), before=async_on(H, "shard1-m"))
     [alert] = [a for a in d.alerts if a.kind == K.NOT_PROVEN_SAFE]
     assert alert.shard == "shard1" and alert.node == "shard1-m" and alert.epoch == 1
     assert "ASYNC" in alert.reason
@@ -298,14 +337,15 @@ def test_refusal_reason_names_the_failed_condition(nodes: Nodes, why: str) -> No
 def test_acker_recorded_in_the_primary_idc_is_not_an_idc_failover_target() -> None:
     """An IDC_SAFE record whose acker sits in the dead IDC cannot be moved: the proof says so."""
     recs = {**records(), "shard1": record(TOPO, "shard1", ackers=("shard1-ms",))}
-    [alert] = [a for a in run(IDC1_DOWN, recs).alerts if a.kind == K.NOT_PROVEN_SAFE]
+    d = run(IDC1_DOWN, recs, before=acking(H, "shard1", "shard1-ms"))
+    [alert] = [a for a in d.alerts if a.kind == K.NOT_PROVEN_SAFE]
     assert "in the primary's own IDC" in alert.reason
 
 
 def test_acker_recorded_in_another_city_is_never_promoted_automatically() -> None:
     """An IDC_SAFE record whose acker is in the backup city is refused: cross-city promotion is manual."""
     recs = {**records(), "shard1": record(TOPO, "shard1", ackers=("shard1-rem",))}
-    d = run(IDC1_DOWN, recs)
+    d = run(IDC1_DOWN, recs, before=acking(H, "shard1", "shard1-rem"))
     assert "shard1" not in {p.shard for p in d.plans}
     [alert] = [a for a in d.alerts if a.kind == K.NOT_PROVEN_SAFE]
     assert "cross-city promotion is manual" in alert.reason
