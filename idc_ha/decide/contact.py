@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName
-from idc_ha.model.observation import BOOT_JITTER_S, Snapshot
+from idc_ha.model.observation import Snapshot
 from idc_ha.model.state import ShardRecord
 
 EMPTY = GtidPos()  # immutable, so one shared default is safe
@@ -94,7 +94,7 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
     run = prev is not None and prev.acker_cut_since is not None and prev.acker_cut_seen is not None
     if run and prev is not None and prev.acker_cut_seen is not None:
         gap = snap.taken_at - prev.acker_cut_seen
-        restarted = abs(a.booted_at - prev.acker_cut_booted_at) > BOOT_JITTER_S
+        restarted = a.booted_at != prev.acker_cut_booted_at
         run = got == prev.acker_cut_received and gap <= ACKER_GAP_S + 1e-9 and not restarted
     return {
         "acker_cut_since": prev.acker_cut_since if run and prev is not None else snap.taken_at,

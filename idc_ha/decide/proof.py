@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from idc_ha.decide.contact import Contact
 from idc_ha.model.ids import NodeName, SyncState
-from idc_ha.model.observation import BOOT_JITTER_S, Snapshot
+from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Proof as ProofPolicy
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
@@ -96,9 +96,9 @@ def prove_idc_failover(
         )
     if contact.acker_seen_at is None:
         return no(f"the acker {cand} was never seen while this controller watched {rec.primary}", cand)
-    # Boot times are on the controller's monotonic clock: a step of the wall clock (NTP, a
-    # resumed VM) does not look like a restart.
-    if abs(o.booted_at - contact.acker_booted_at) > BOOT_JITTER_S:
+    # Boot times are held per boot by the prober, on the controller's monotonic clock: any change
+    # is a restart, and a step of the wall clock (NTP, a resumed VM) is none.
+    if o.booted_at != contact.acker_booted_at:
         return no(f"the acker {cand} restarted after {rec.primary} was last seen: its relay log may be gone", cand)
     received = o.received()
     if not received.contains(contact.acker_received):

@@ -13,8 +13,6 @@ from pydantic import BaseModel, ConfigDict
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName
 
-BOOT_JITTER_S = 2.0  # a boot time that moved more than this is a restart (Uptime has whole seconds)
-
 
 class FrozenValue(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -143,9 +141,10 @@ class NodeObservation(FrozenValue):
     semisync_master: SemiSyncMaster | None = None
     semisync_slave: SemiSyncSlave | None = None
     threads_connected: int = 0
-    # When the server started, on the controller's monotonic clock: probe time minus Uptime, held
-    # steady by the prober (it moves only by more than a restart's worth), so an unchanged server
-    # gives an equal observation round after round, and a wall-clock step changes nothing.
+    # When the server started, on the controller's monotonic clock: probe time minus Uptime. The
+    # prober publishes it once per boot and holds it, so it changes exactly when the server
+    # restarted (any change is a restart), an unchanged server gives an equal observation round
+    # after round, and a wall-clock step changes nothing.
     booted_at: float = 0.0
     slave_net_timeout_s: int = 0  # how long this node, as a replica, takes to notice a silent source (0: unknown)
 

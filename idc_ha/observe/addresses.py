@@ -6,7 +6,8 @@ strings would miss a second acker spelled differently, so every address is resol
 IP addresses and compared as such. Resolution is I/O and lives here, at the edge: the decision
 core only sees ``ReplicaStatus.source``, a node name or None.
 
-Host names are resolved with ``getaddrinfo`` once and cached for ``ttl_s``; an IP literal is never
+Host names are resolved with ``getaddrinfo`` and cached for ``ttl_s`` (a failed lookup for
+``NEGATIVE_TTL_S``, so a DNS blip heals in seconds); an IP literal is never
 sent to a resolver. A name that does not resolve matches no node (None): the core treats an
 unknown source as a possible acker, never as "not the primary's".
 """
@@ -23,6 +24,7 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.topology import Topology
 
 RESOLVE_TIMEOUT_S = 1.0
+NEGATIVE_TTL_S = 5.0  # a name that did not resolve is asked again this soon (a DNS blip heals quickly)
 
 
 def literal(host: str) -> str | None:
@@ -74,9 +76,8 @@ class AddressBook:
         lit = literal(host)
         if lit is not None:
             return frozenset((lit,))
-        hit = self._names.get(host)
-        if hit is not None and self._clock() - hit[0] < self._ttl:
-            return hit[1]
+        if self.known(host):
+            return self._names[host][1]
         return self._store(host, self._resolver(host))
 
     def _store(self, host: str, ips: frozenset[str]) -> frozenset[str]:
@@ -93,7 +94,7 @@ class AddressBook:
         if literal(host) is not None:
             return True
         hit = self._names.get(host)
-        return hit is not None and self._clock() - hit[0] < self._ttl
+        return hit is not None and self._clock() - hit[0] < (self._ttl if hit[1] else NEGATIVE_TTL_S)
 
     async def learn(self, host: str) -> None:
         """Resolve ``host`` off the event loop, under a timeout, into the cache."""

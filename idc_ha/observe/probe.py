@@ -28,7 +28,6 @@ from idc_ha.model.config import ProbeSettings
 from idc_ha.model.gtid import GtidParseError, GtidPos
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import (
-    BOOT_JITTER_S,
     NodeObservation,
     ProbeFailure,
     ReplicaStatus,
@@ -182,14 +181,19 @@ async def read_observation(
     return parse_observation(node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted)
 
 
-def _unchanged_key(raw: Raw) -> tuple[Any, ...]:
+def _unchanged_key(raw: Raw, book: AddressBook | None) -> tuple[Any, ...]:
     """What must be equal for a probe to repeat the last observation: everything but Uptime and
-    the round trip's duration."""
+    the round trip's duration, plus the node the source address resolves to now (a name learnt
+    or re-resolved since changes the observation with no change on the server)."""
     variables, status, slave, _ = raw
+    source = None
+    if slave and book is not None:
+        source = book.node_at(str(slave.get("Master_Host") or ""), int(slave.get("Master_Port") or 0))
     return (
         variables,
         tuple(sorted((k, v) for k, v in status.items() if k != "Uptime")),
         tuple(slave.items()) if slave else None,
+        source,
     )
 
 
@@ -219,7 +223,8 @@ class NodeProber:
         self._failing_since = 0.0
         self._last: NodeObservation | None = None
         self._last_key: tuple[Any, ...] | None = None
-        self._booted: float | None = None
+        self._booted: float | None = None  # the published boot time of the server's current boot
+        self._boot_hi: float | None = None  # the latest its boot can be, from the previous answer
 
     async def _dial(self) -> Any:
         return await asyncmy.connect(
@@ -248,7 +253,7 @@ class NodeProber:
                 if self._conn is None:
                     self._conn = await self._dial()
                 raw = await read_raw(self._conn, self._book)
-            obs = self._observation(raw, now)
+            obs = self._observation(raw, now, self._clock())
             self._failures = 0
         except (Exception, TimeoutError) as e:
             self._discard()
@@ -273,15 +278,26 @@ class NodeProber:
         self._last = obs
         return obs
 
-    def _observation(self, raw: Raw, now: float) -> NodeObservation:
+    def _observation(self, raw: Raw, now: float, after: float | None = None) -> NodeObservation:
         """The observation of an answer: the very last one when nothing but Uptime changed (so an
-        idle node costs no parsing, and equal observations are one object), else a new one. The
-        boot time is held steady within BOOT_JITTER_S (Uptime has whole seconds)."""
-        booted = now - int(raw[1].get("Uptime", 0))
-        restarted = self._booted is None or abs(booted - self._booted) > BOOT_JITTER_S
+        idle node costs no parsing, and equal observations are one object), else a new one.
+
+        The boot time is published once per boot and held: ``booted_at`` changes only when the
+        server provably restarted. Uptime is a difference of whole wall-clock seconds read some
+        time between ``now`` (the probe's start) and ``after`` (its end), so the boot lies in
+        (now - U - 1, after - U + 1]; a restart is a boot provably later than the previous
+        answer's interval. A slow probe (a stalled server, a slow dial) only widens the interval
+        and cannot look like a restart; the server's clock drifting against ours cannot either,
+        as each answer is compared with the one before, not with the first. A restart less than
+        about 3 s after the previous boot goes unseen here (the counters' baseline still catches
+        it across controller restarts: ``syncstate``)."""
+        uptime = int(raw[1].get("Uptime", 0))
+        lo, hi = now - uptime - 1.0, (now if after is None else after) - uptime + 1.0
+        restarted = self._booted is None or self._boot_hi is None or lo > self._boot_hi
+        self._boot_hi = hi
         if restarted:
-            self._booted = booted
-        key = _unchanged_key(raw)
+            self._booted = now - uptime
+        key = _unchanged_key(raw, self._book)
         last = self._last
         if not restarted and last is not None and last.reachable and key == self._last_key:
             return last

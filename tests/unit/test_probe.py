@@ -1,9 +1,16 @@
-"""The prober's observations: one object for an unchanged node, a boot time held steady."""
+"""The prober's observations: one object for an unchanged node, a boot time held per boot, the
+source node as the address book resolves it now."""
 
 from __future__ import annotations
 
+import asyncio
+
 from idc_ha.model.config import ProbeSettings
+from idc_ha.model.observation import NodeObservation
+from idc_ha.observe.addresses import NEGATIVE_TTL_S, AddressBook
 from idc_ha.observe.probe import NodeProber
+
+from .builders import TOPO
 
 VARIABLES = (1, 7, "10.11", "0-1-5", "0-1-5", "0-1-5", 1, 0, "AFTER_SYNC", 10, 1, 1, 2)
 
@@ -39,3 +46,72 @@ def test_a_restart_moves_the_boot_time() -> None:
     p._last = p._observation(raw(1000), now=5000.0)
     after = p._observation(raw(3), now=5010.0)
     assert after is not p._last and after.booted_at == 5007.0
+
+
+def test_a_slow_probe_is_no_restart() -> None:
+    """Uptime read 1.45 s after the probe started (a stalled server, a slow dial) moves the naive
+    estimate by more than a second: the boot time must stay (review 3, S3: a phantom restart
+    reset the acker's lost-link run and refused an owed failover)."""
+    p = prober()
+    boot = 899.95
+    for now in (1000.94, 1001.14):
+        p._last = p._observation(raw(int(now + 0.005 - boot)), now=now, after=now + 0.01)
+    held = p._last.booted_at
+    slow = p._observation(raw(int(1001.501 + 1.45 - boot)), now=1001.501, after=1001.501 + 1.46)
+    assert slow.booted_at == held
+    assert p._observation(raw(int(1002.6 - boot)), now=1002.6, after=1002.61).booted_at == held
+
+
+def test_clock_drift_over_days_is_no_restart() -> None:
+    """The server's clock running 100 ppm slow against ours for a day moves Uptime by 8.6 s: the
+    boot time must stay (each answer is compared with the one before, not with the first)."""
+    p = prober()
+    first = None
+    for k in range(0, 86_400, 10):
+        now = 10_000.0 + k
+        o = p._observation(raw(int((now - 4_000.0) * (1 - 1e-4))), now=now, after=now + 0.002)
+        p._last = o
+        first = first if first is not None else o.booted_at
+        assert o.booted_at == first, f"phantom restart after {k} s"
+
+
+def test_a_quick_restart_between_two_answers_is_seen() -> None:
+    """The server answered at 5000 (up 1000 s) and again at 5001 up 0 s: restarted, boot moved."""
+    p = prober()
+    p._last = p._observation(raw(1000), now=5000.0, after=5000.01)
+    after = p._observation(raw(0), now=5001.0, after=5001.01)
+    assert after.booted_at == 5001.0 != p._last.booted_at
+
+
+def test_a_source_learnt_later_is_seen_on_an_idle_replica() -> None:
+    """A replica whose source name did not resolve at its first probe (a DNS blip at start) gets
+    its source once the name resolves, though nothing changed on the server (review 3, S5)."""
+    dns = {"up": False}
+    clock = {"t": 1000.0}
+
+    def resolver(host: str) -> frozenset[str]:
+        return frozenset({"10.0.1.12"}) if dns["up"] else frozenset()
+
+    book = AddressBook(TOPO, resolver=resolver, clock=lambda: clock["t"])
+    p = NodeProber(
+        "shard1-sx",
+        "10.0.2.12",
+        4408,
+        user="u",
+        password="p",
+        settings=ProbeSettings(),
+        book=book,
+        clock=lambda: clock["t"],
+    )
+    slave = {"Master_Host": "shard1-m.db.internal", "Master_Port": 4406, "Slave_IO_Running": "Yes"}
+
+    def probe() -> NodeObservation:
+        asyncio.run(book.learn("shard1-m.db.internal"))
+        o = p._observation((VARIABLES, {"Uptime": str(int(clock["t"]))}, dict(slave), 1.0), now=clock["t"])
+        p._last = o
+        return o
+
+    assert probe().source is None
+    dns["up"] = True
+    clock["t"] += NEGATIVE_TTL_S + 0.1  # a failed lookup is asked again this soon
+    assert probe().source == "shard1-m"

@@ -191,6 +191,14 @@ def test_an_acker_that_restarted_after_the_loss_is_not_proven() -> None:
     assert not p.ok and "restarted after shard1-m was last seen" in p.reason
 
 
+def test_an_acker_boot_that_moved_by_less_than_a_second_is_a_restart() -> None:
+    """The prober publishes one boot time per boot (a slow probe cannot move it), so any change is
+    a restart, even a small one: the proof refuses."""
+    restarted = changed(IDC1_DOWN, "shard1-sx", booted_at=H[NodeName("shard1-sx")].booted_at + 0.5)
+    p = prove(watched(steady(restarted)))
+    assert not p.ok and "restarted after shard1-m was last seen" in p.reason
+
+
 def test_an_acker_that_went_back_is_not_proven() -> None:
     """Received 105 while the primary answered, 100 now: part of its relay log is gone."""
     both = changed(H, "shard1-m", gtid_binlog_pos=pos(TOPO, SHARD, 105))
