@@ -124,6 +124,7 @@ class Daemon:
         """The daemon on real servers: aiomysql probes and admin connections sharing one address
         book, the file store in ``state_dir``, alerts to the log and MQTT (when enabled)."""
         book = AddressBook(config.topology)
+        clock = SystemClock()
         x = policy.execution
         mqtt = (
             MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}")
@@ -136,14 +137,19 @@ class Daemon:
         return cls(
             config,
             policy,
-            prober=Observer(config, book=book),
+            prober=Observer(config, book=book, clock=clock.monotonic),
             admin=MysqlAdmin(
-                config, timeout=x.step_timeout_s, connect_timeout=config.probe.connect_timeout_s, book=book
+                config,
+                timeout=x.step_timeout_s,
+                connect_timeout=config.probe.connect_timeout_s,
+                book=book,
+                clock=clock.monotonic,
             ),
             store=FileStore(config.state_dir),
             alerts=Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s),
             routing=RoutingPublisher(mqtt, config.topology, prefix=config.mqtt.topic_prefix),
             mqtt=mqtt,
+            clock=clock,
             crash_after=crash_after,
         )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from idc_ha.clock import boottime
 from idc_ha.coord.store import Store
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
@@ -64,7 +65,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def monotonic(self) -> float:
-        return time.monotonic()
+        return boottime()  # counts a suspend of the host: see idc_ha.clock
 
     def wall(self) -> float:
         return time.time()

@@ -12,12 +12,14 @@ uses it so a half-open socket to a node that vanished can never swallow the fenc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiomysql
 import pymysql
 from pymysql.constants import CLIENT
 
+from idc_ha.clock import boottime
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.config import Config
 from idc_ha.model.ids import NodeName
@@ -38,9 +40,16 @@ def change_master_sql(host: str, port: int, *, user: str, password: str) -> str:
 
 class MysqlAdmin:
     def __init__(
-        self, config: Config, *, timeout: float, connect_timeout: float, book: AddressBook | None = None
+        self,
+        config: Config,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        book: AddressBook | None = None,
+        clock: Callable[[], float] = boottime,
     ) -> None:
         self._t = config.topology
+        self._clock = clock  # the daemon's decision clock: observations' boot times are on it
         self.book = book or AddressBook(config.topology)
         c = config.credentials
         self._user = c.user
@@ -143,7 +152,7 @@ class MysqlAdmin:
                 conn = self._conns[node] = await self._dial(node, self.connect_timeout)
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await read_observation(conn, node, self.book)
+                    return await read_observation(conn, node, self.book, self._clock)
             except (Exception, TimeoutError) as e:
                 self._drop(node)
                 _, msg = classify(e)

@@ -27,6 +27,7 @@ import structlog
 from idc_ha.act import relaylog
 from idc_ha.act.admin import change_master_sql
 from idc_ha.act.routing import RoutingPublisher
+from idc_ha.clock import boottime
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
 from idc_ha.decide.layout import layout_after
@@ -79,7 +80,7 @@ class Executor:
         alerts: AlertSink,
         crash_after: str | None = None,
         wall: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = boottime,
     ) -> None:
         self.admin, self.book, self.store, self.t = admin, book, store, topology
         self.x = policy.execution

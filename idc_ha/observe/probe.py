@@ -24,6 +24,7 @@ import asyncmy.errors
 import pymysql
 from asyncmy.constants import CLIENT as ASYNCMY_CLIENT
 
+from idc_ha.clock import boottime
 from idc_ha.model.config import ProbeSettings
 from idc_ha.model.gtid import GtidParseError, GtidPos
 from idc_ha.model.ids import NodeName
@@ -173,7 +174,7 @@ async def read_observation(
     conn: aiomysql.Connection,
     node: NodeName,
     book: AddressBook | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = boottime,
 ) -> NodeObservation:
     """One full observation over an open connection (the caller holds the timeout)."""
     variables, status, slave, ms = await read_raw(conn, book)
@@ -210,7 +211,7 @@ class NodeProber:
         password: str,
         settings: ProbeSettings,
         book: AddressBook | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = boottime,
     ) -> None:
         self.node, self.host, self.port = node, host, port
         self._book = book

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from idc_ha.clock import boottime
 from idc_ha.model.config import Config
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
@@ -17,7 +18,7 @@ class Observer:
     """Owns one prober (and so one connection) per node of the topology."""
 
     def __init__(
-        self, config: Config, *, book: AddressBook | None = None, clock: Callable[[], float] = time.monotonic
+        self, config: Config, *, book: AddressBook | None = None, clock: Callable[[], float] = boottime
     ) -> None:
         topo = config.topology
         self.book = book or AddressBook(topo)

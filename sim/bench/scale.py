@@ -29,6 +29,7 @@ from typing import Any
 
 import idc_ha.daemon as daemon_module
 from idc_ha import logs
+from idc_ha.clock import boottime
 from idc_ha.model.config import Config
 from idc_ha.model.ids import SyncState
 from idc_ha.model.policy import Policy
@@ -72,7 +73,7 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
     )
     gc.collect()
     rss_before = _rss_mb()
-    fleet = Fleet(topo, latency_s=latency_s, clock=time.monotonic, wall=time.time, record=False).arrange_home(seq=10)
+    fleet = Fleet(topo, latency_s=latency_s, clock=boottime, wall=time.time, record=False).arrange_home(seq=10)
     gc.collect()
     rss_fleet = _rss_mb()
 

@@ -13,8 +13,8 @@ from sim.fleet.statements import FORBIDDEN, UnknownStatement
 
 
 def daemon_on(fleet: Fleet, config: Config, policy: Policy, alerts: AlertSink) -> Daemon:
-    """The real daemon with the fleet as its prober and admin, the file store of ``config``, no
-    broker (routing goes nowhere)."""
+    """The real daemon with the fleet as its prober, admin and clock, the file store of
+    ``config``, no broker (routing goes nowhere)."""
     return Daemon(
         config,
         policy,
@@ -23,6 +23,7 @@ def daemon_on(fleet: Fleet, config: Config, policy: Policy, alerts: AlertSink) -
         store=FileStore(config.state_dir),
         alerts=alerts,
         routing=RoutingPublisher(None, config.topology, prefix="idc-ha"),
+        clock=fleet,
     )
 
 

@@ -81,6 +81,13 @@ class Fleet:
         self._replicas_of: dict[NodeName, list[NodeName]] | None = None  # source -> replicas; None: rebuild
         self._seen: dict[NodeName, tuple[tuple[Any, ...], NodeObservation]] = {}  # node -> (state, observation)
 
+    # -- the Clock port: the fleet's own clocks, so a daemon on it reads boot times on its clock
+    def monotonic(self) -> float:
+        return self._clock()
+
+    def wall(self) -> float:
+        return self._wall()
+
     # -- arranging the servers ----------------------------------------------------------------------
 
     def arrange_home(self, *, seq: int = 100) -> Fleet:

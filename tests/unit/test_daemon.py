@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from idc_ha.clock import boottime
 from idc_ha.daemon import Daemon
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName, SyncState
@@ -49,7 +50,7 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    fleet = Fleet(TOPO, clock=time.monotonic, wall=time.time).arrange_home()
+    fleet = Fleet(TOPO, clock=boottime, wall=time.time).arrange_home()
     alerts = MemoryAlertSink()
     cfg = config(tmp_path / "state")
     d = daemon_on(fleet, cfg, Policy(), alerts)
