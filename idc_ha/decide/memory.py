@@ -10,7 +10,7 @@ from typing import Any
 from idc_ha.decide.acks import AckWatch
 from idc_ha.decide.contact import Contact
 from idc_ha.decide.tracks import Tracks
-from idc_ha.model.ids import IdcName, ShardName
+from idc_ha.model.ids import IdcName, NodeName, ShardName
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Memory:
     dead_idcs: frozenset[IdcName] = frozenset()  # confirmed down, and none of their nodes answered since
     tracks: Tracks = field(default_factory=Tracks)  # failure streaks and lost links (verdicts)
     acks: dict[ShardName, AckWatch] = field(default_factory=dict)  # who could ack since each primary's last answer
+    # primary -> (its baseline's boot_wall, booted_at): the boot matched in this process (syncstate.same_boot)
+    boots: dict[NodeName, tuple[float, float]] = field(default_factory=dict)
     # op id -> last tick's ShardPlan, reused while unchanged. Typed loosely: plan.Decision holds a
     # Memory, so naming ShardPlan here would be an import circle.
     plans: dict[str, Any] = field(default_factory=dict)

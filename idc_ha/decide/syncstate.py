@@ -32,6 +32,8 @@ unknown source counts as a possible acker, never as "not the primary's".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from idc_ha.decide.acks import AckerSeen, AckWatch
 from idc_ha.model.ids import NodeName, SyncState
 from idc_ha.model.observation import NodeObservation, Snapshot
@@ -61,20 +63,43 @@ def baseline_of(node: NodeName, o: NodeObservation, *, wall: float, taken_at: fl
     )
 
 
-def same_boot(b: Baseline, node: NodeName, o: NodeObservation, snap: Snapshot) -> bool:
-    return (
-        b.primary == node
-        and b.server_id == o.server_id
-        and abs(boot_wall(o, snap.wall, snap.taken_at) - b.boot_wall) <= BOOT_TOLERANCE_S
-    )
+Boots = Mapping[NodeName, tuple[float, float]]  # node -> (a baseline's boot_wall, booted_at seen with it)
 
 
-def counters_moved(b: Baseline | None, node: NodeName, o: NodeObservation, snap: Snapshot) -> Unsafe | None:
+def same_boot(b: Baseline, node: NodeName, o: NodeObservation, snap: Snapshot, boots: Boots | None = None) -> bool:
+    """Whether ``o`` is the server boot ``b`` was taken in. The baseline is durable, so its boot is
+    on the wall clock, compared within BOOT_TOLERANCE_S; but once this controller has matched it
+    (``boots``, remembered by ``remember_boot``), the boot time on the decision clock decides, so
+    a step of the wall clock (NTP, a resumed VM) is not taken for a restart."""
+    if b.primary != node or b.server_id != o.server_id:
+        return False
+    known = boots.get(node) if boots else None
+    if known is not None and known[0] == b.boot_wall:
+        return o.booted_at == known[1]
+    return abs(boot_wall(o, snap.wall, snap.taken_at) - b.boot_wall) <= BOOT_TOLERANCE_S
+
+
+def remember_boot(boots: dict[NodeName, tuple[float, float]], rec: ShardRecord, snap: Snapshot) -> None:
+    """Remember the boot of the primary that ``rec``'s baseline was matched with in ``snap``."""
+    b = rec.baseline or (rec.recovery.baseline if rec.recovery else None)
+    o = snap.nodes.get(rec.primary)
+    if b is None or o is None or not o.reachable:
+        return
+    known = boots.get(rec.primary)
+    if known is not None and known[0] == b.boot_wall:
+        return
+    if same_boot(b, rec.primary, o, snap):
+        boots[rec.primary] = (b.boot_wall, o.booted_at)
+
+
+def counters_moved(
+    b: Baseline | None, node: NodeName, o: NodeObservation, snap: Snapshot, boots: Boots | None = None
+) -> Unsafe | None:
     """Why the semi-sync counters no longer prove every commit was acked since ``b``, or None."""
     m = o.semisync_master
     if b is None or m is None:
         return None
-    if not same_boot(b, node, o, snap):
+    if not same_boot(b, node, o, snap, boots):
         if m.no_tx or m.no_times:
             return SyncState.ASYNC, (
                 f"{node} restarted and since then {m.no_tx} commit(s) went through without an ack and semi-sync "
@@ -159,7 +184,13 @@ def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, watch: AckWatch
 
 
 def unsafe_reason(
-    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, acks: AckWatch | None = None
+    rec: ShardRecord,
+    snap: Snapshot,
+    t: Topology,
+    *,
+    wall: float,
+    acks: AckWatch | None = None,
+    boots: Boots | None = None,
 ) -> Unsafe | None:
     """Why the shard cannot be counted synchronous right now, or None. The primary is reachable;
     ``acks`` is what was seen since its previous answer, to tell who acked in between."""
@@ -172,7 +203,7 @@ def unsafe_reason(
         return SyncState.ASYNC, f"semi-sync master is off on the primary {rec.primary}"
     if rec.sync in (SyncState.IDC_SAFE, SyncState.NODE_SAFE) and rec.baseline is None:
         return SyncState.UNKNOWN, f"no semi-sync counter baseline is recorded for {rec.primary}; proving again"
-    moved = counters_moved(rec.baseline, rec.primary, o, snap)
+    moved = counters_moved(rec.baseline, rec.primary, o, snap, boots)
     if moved is not None:
         return moved
     if not m.never_times_out:
@@ -221,7 +252,13 @@ def safe_state(rec: ShardRecord, t: Topology) -> SyncState:
 
 
 def next_record(
-    rec: ShardRecord, snap: Snapshot, t: Topology, *, wall: float, acks: AckWatch | None = None
+    rec: ShardRecord,
+    snap: Snapshot,
+    t: Topology,
+    *,
+    wall: float,
+    acks: AckWatch | None = None,
+    boots: Boots | None = None,
 ) -> ShardRecord:
     """The record after this observation; the same object when nothing changed (no write).
     Boot times come from the snapshot's own wall clock (uptime was read then); ``wall`` only
@@ -231,7 +268,7 @@ def next_record(
     o = snap.nodes.get(rec.primary)
     if o is None or not o.reachable:
         return rec
-    bad = unsafe_reason(rec, snap, t, wall=wall, acks=acks)
+    bad = unsafe_reason(rec, snap, t, wall=wall, acks=acks, boots=boots)
     if bad is not None:
         state, why = bad
         if rec.sync == state and rec.recovery is None and rec.reason == why:
@@ -247,7 +284,7 @@ def next_record(
         if rec.recovery is None and rec.reason.endswith(not_ready):
             return rec
         return rec.model_copy(update={"recovery": None, "reason": f"not proven: {not_ready}", "updated_wall": wall})
-    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, snap) is not None:
+    if rec.recovery is None or counters_moved(rec.recovery.baseline, rec.primary, o, snap, boots) is not None:
         target = o.gtid_binlog_pos
         return rec.model_copy(
             update={

@@ -26,7 +26,7 @@ from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, ShardPlan
 from idc_ha.decide.rules import ShardView, run_rules
-from idc_ha.decide.syncstate import next_record
+from idc_ha.decide.syncstate import next_record, remember_boot
 from idc_ha.decide.tracks import fold
 from idc_ha.decide.verdicts import Health, assess, latch
 from idc_ha.errors import InvariantViolation
@@ -67,6 +67,7 @@ def decide(
     tracks, dead = mem.tracks, mem.dead_idcs
     adopted = set(mem.adopted)
     acks = dict(mem.acks)
+    boots = dict(mem.boots)
     seen = mem.contacts
     current: dict[ShardName, ShardRecord] = {}
     changed: dict[ShardName, ShardRecord] = {}
@@ -92,7 +93,8 @@ def decide(
                 continue
             adopted.add(s)
             w = watch_for(acks.get(s), rec)
-            new = next_record(rec, fs, topology, wall=at_wall, acks=w)
+            new = next_record(rec, fs, topology, wall=at_wall, acks=w, boots=boots)
+            remember_boot(boots, new, fs)
             acks[s] = watch_for(w, new).fold(fs)
             if records.get(s) is None or new is not rec:
                 changed[s] = new
@@ -171,6 +173,7 @@ def decide(
             dead_idcs=frozenset(i for i, h in v.idcs.items() if h == Health.DEAD),
             tracks=tracks,
             acks=acks,
+            boots=boots,
             plans=plan_cache,
         ),
     )

@@ -363,3 +363,31 @@ def test_safe_state_depends_on_where_the_ackers_are() -> None:
     assert safe_state(IDC_SAFE, TOPO) == SyncState.IDC_SAFE
     assert safe_state(IDC_SAFE.model_copy(update={"ackers": (MS,)}), TOPO) == SyncState.NODE_SAFE
     assert safe_state(IDC_SAFE.model_copy(update={"ackers": (SX, MS)}), TOPO) == SyncState.NODE_SAFE
+
+
+def test_a_wall_clock_step_is_no_restart_for_a_running_controller() -> None:
+    """The baseline's boot is on the wall clock (it is durable). Once this controller has matched
+    it, boot times on its decision clock decide, so an NTP step of 30 s changes nothing (review 3,
+    F7). A controller started after the step has only the wall clock, and proves the shard again."""
+    from idc_ha.decide.memory import Memory
+    from idc_ha.decide.tick import decide
+    from idc_ha.model.policy import Policy
+    from idc_ha.model.state import Control
+
+    from .builders import records
+
+    recs = records()
+    memory = None
+    for k in range(5):
+        snap = snapshot(H, at=k * 0.2)
+        d = decide((snap,), TOPO, Policy(), recs, Control(), wall=snap.wall, memory=memory)
+        memory = d.memory
+        recs.update(d.records)
+    assert recs[S].sync == SyncState.IDC_SAFE
+    stepped = snapshot(H, at=1.2).model_copy(update={"wall": WALL + 1.2 + 30.0})
+    d = decide((stepped,), TOPO, Policy(), recs, Control(), wall=stepped.wall, memory=memory)
+    assert d.records == {}, "a wall-clock step was taken for a restart"
+    fresh = decide(
+        (stepped,), TOPO, Policy(), recs, Control(), wall=stepped.wall, memory=Memory(adopted=frozenset(recs))
+    )
+    assert fresh.records[S].sync == SyncState.UNKNOWN and "restarted" in fresh.records[S].reason
