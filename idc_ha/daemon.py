@@ -31,7 +31,7 @@ from idc_ha.coord.store import FileStore
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, Fence, ShardPlan
 from idc_ha.decide.tick import decide
-from idc_ha.errors import IdcHaError
+from idc_ha.errors import IdcHaError, StoreFailed
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName
 from idc_ha.model.policy import Policy
@@ -39,6 +39,7 @@ from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import AlertSink, Deduplicating, LogAlertSink, MqttAlertSink
 from idc_ha.notify.mqtt import MqttPublisher
 from idc_ha.observe.addresses import AddressBook
+from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.snapshot import Observer
 from idc_ha.ports import Admin, Clock, Prober, Store, SystemClock
 from idc_ha.view import TickView, tick_view
@@ -109,6 +110,7 @@ class Daemon:
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)
         self.view: TickView | None = None
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
+        self.fatal: StoreFailed | None = None  # set when the store failed: the daemon stops and run() raises it
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
         self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
         self.reasons: dict[ShardName, str] = {}
@@ -125,6 +127,7 @@ class Daemon:
         book, the file store in ``state_dir``, alerts to the log and MQTT (when enabled)."""
         book = AddressBook(config.topology)
         clock = SystemClock()
+        boots = BootTracker()  # the prober judges restarts; the admin's observations name the same boots
         x = policy.execution
         mqtt = (
             MqttPublisher(config.mqtt, client_id=f"idc-ha-{config.cluster}-{os.getpid()}")
@@ -137,13 +140,14 @@ class Daemon:
         return cls(
             config,
             policy,
-            prober=Observer(config, book=book, clock=clock.monotonic),
+            prober=Observer(config, book=book, clock=clock.monotonic, boots=boots),
             admin=MysqlAdmin(
                 config,
                 timeout=x.step_timeout_s,
                 connect_timeout=config.probe.connect_timeout_s,
                 book=book,
                 clock=clock.monotonic,
+                boots=boots,
             ),
             store=FileStore(config.state_dir),
             alerts=Deduplicating(*sinks, repeat_s=policy.alerts.repeat_s),
@@ -169,6 +173,11 @@ class Daemon:
                     return
                 except asyncio.CancelledError:
                     raise
+                except StoreFailed as e:
+                    log.critical("the store failed; stopping", task=name, error=str(e), hint=e.hint)
+                    self.fatal = e
+                    self.stop()
+                    return
                 except Exception:
                     log.exception("task crashed; restarting", task=name)
                     await asyncio.sleep(1.0)
@@ -361,5 +370,10 @@ class Daemon:
         await self.fencer.close()
         await self.observer.close()
         await self.admin.close()
-        self.store.append("daemon_stop", pid=os.getpid())
-        self.store.release()
+        try:
+            self.store.append("daemon_stop", pid=os.getpid())
+            self.store.release()
+        except OSError as e:
+            log.error("the store could not be closed cleanly", error=str(e))
+        if self.fatal is not None:
+            raise self.fatal

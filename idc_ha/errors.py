@@ -73,6 +73,11 @@ class StoreCorrupt(PermanentError):
     pass
 
 
+class StoreFailed(PermanentError):
+    """A write could not be made durable (fsync failed). What the OS holds of it is unknown, so
+    the daemon stops and its successor reads what the disk has (as databases do since 2018)."""
+
+
 class InvariantViolation(PermanentError):
     pass
 

@@ -25,6 +25,7 @@ from idc_ha.model.config import Config
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, ProbeFailure
 from idc_ha.observe.addresses import AddressBook
+from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.probe import classify, read_observation
 
 
@@ -47,9 +48,11 @@ class MysqlAdmin:
         connect_timeout: float,
         book: AddressBook | None = None,
         clock: Callable[[], float] = boottime,
+        boots: BootTracker | None = None,
     ) -> None:
         self._t = config.topology
         self._clock = clock  # the daemon's decision clock: observations' boot times are on it
+        self._boots = boots  # the prober's: a baseline taken here names the boot the next probe does
         self.book = book or AddressBook(config.topology)
         c = config.credentials
         self._user = c.user
@@ -152,7 +155,7 @@ class MysqlAdmin:
                 conn = self._conns[node] = await self._dial(node, self.connect_timeout)
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await read_observation(conn, node, self.book, self._clock)
+                    return await read_observation(conn, node, self.book, self._clock, self._boots)
             except (Exception, TimeoutError) as e:
                 self._drop(node)
                 _, msg = classify(e)

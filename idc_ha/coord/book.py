@@ -13,13 +13,20 @@ The tick, the executor and the Fencer share one ``RecordBook``. Two ways of writ
   moment cost a handful of fsyncs, and the event loop never blocks on the disk.
 
 ``await sync()`` makes the journal durable the same way (the daemon calls it every tick).
+
+The fsyncs run on a thread of their own (not asyncio's default pool, which a hung DNS lookup may
+fill). If one fails, what reached the disk is unknown: every waiting writer gets ``StoreFailed``,
+and so does every later write, so nothing acts on a record that may not be durable; the daemon
+stops, and the next one reads what the disk holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from idc_ha.coord.store import Store
+from idc_ha.errors import StoreFailed
 from idc_ha.model.ids import ShardName
 from idc_ha.model.state import ShardRecord
 
@@ -31,6 +38,8 @@ class RecordBook:
         self._next: asyncio.Future[None] | None = None  # the group fsync the next writers wait for
         self._syncing = False
         self._task: asyncio.Task[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idc-ha-fsync")
+        self.failed: StoreFailed | None = None
 
     def get(self, shard: ShardName) -> ShardRecord | None:
         return self._recs.get(shard)
@@ -38,15 +47,21 @@ class RecordBook:
     def all(self) -> dict[ShardName, ShardRecord]:
         return dict(self._recs)
 
+    def _check(self) -> None:
+        if self.failed is not None:
+            raise self.failed
+
     def put(self, *records: ShardRecord) -> None:
         if not records:
             return
+        self._check()
         self._store.write_records(records)
         for r in records:
             self._recs[r.shard] = r
 
     async def commit(self, *records: ShardRecord) -> None:
         """Durable on return; the fsync is shared with concurrent writers (see the docstring)."""
+        self._check()
         if records:
             self._store.write_records(records, durable=False)
             for r in records:
@@ -55,6 +70,7 @@ class RecordBook:
 
     async def sync(self) -> None:
         """Until everything written so far (records and journal) is durable."""
+        self._check()
         loop = asyncio.get_running_loop()
         if self._next is None:
             self._next = loop.create_future()
@@ -63,14 +79,23 @@ class RecordBook:
         await asyncio.shield(self._next)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         self._syncing = True
         try:
             while self._next is not None:
                 fut, self._next = self._next, None
                 try:
-                    await asyncio.to_thread(self._store.sync)
+                    await loop.run_in_executor(self._pool, self._store.sync)
                 except Exception as e:
-                    fut.set_exception(e)
+                    self.failed = StoreFailed(
+                        f"the store could not make a write durable: {e}",
+                        hint="check the disk of state_dir (space, errors in dmesg); the daemon stops, and "
+                        "its restart reads what the disk holds",
+                    )
+                    fut.set_exception(self.failed)
+                    if self._next is not None:
+                        self._next.set_exception(self.failed)
+                        self._next = None
                 else:
                     fut.set_result(None)
         finally:

@@ -34,11 +34,14 @@ import threading
 import time
 from pathlib import Path
 
+import structlog
 from pydantic import ValidationError
 
 from idc_ha.errors import StoreCorrupt
 from idc_ha.model.ids import ShardName
 from idc_ha.model.state import ShardRecord
+
+log = structlog.get_logger("idc_ha.store")
 
 COMPACT_LINES = 5000
 READ_ATTEMPTS = 50
@@ -242,20 +245,39 @@ class RecordLog:
             return None if self._fd is None else os.dup(self._fd)
 
     def maybe_fold(self) -> None:
-        """Fold the log into a new snapshot once it is long (blocking: called by ``sync``)."""
+        """Fold the log into a new snapshot once it is long (blocking: called by ``sync``). Raises
+        only if the rotated log cannot be made durable; a fold that fails otherwise is logged
+        and tried again later (the logs still hold every record)."""
         with self._lock:
             if self._folding or self._latest is None or self._logged < COMPACT_LINES or self._fd is None:
                 return
+            old_fd, old_start = self._fd, self._start
+            rotated = self.dir / f"records.log.{old_start}"  # unique: logs hold disjoint ranges
+            try:
+                os.rename(self.path, rotated)
+                try:
+                    self._fd = self._create(self._seq + 1)
+                except OSError:
+                    os.rename(rotated, self.path)  # keep appending to the log as it was
+                    self._fd, self._start = old_fd, old_start
+                    raise
+            except OSError as e:
+                log.warning("records log not folded; trying again later", error=str(e))
+                self._logged = COMPACT_LINES // 2  # not at every sync
+                return
             self._folding = True
-            old_fd = self._fd
-            rotated = self.dir / f"records.log.{self._start}"  # unique: logs hold disjoint ranges
-            os.rename(self.path, rotated)
-            self._fd = self._create(self._seq + 1)
             seq, latest = self._seq, list(self._latest.values())
             self._logged = 0
         try:
             os.fsync(old_fd)  # lines appended since the last fsync are in the rotated log only
             os.close(old_fd)
+            self._snapshot(seq, latest)
+        finally:
+            with self._lock:
+                self._folding = False
+
+    def _snapshot(self, seq: int, latest: list[ShardRecord]) -> None:
+        try:
             fsync_dir(self.dir)  # the rename and the new log
             data = {"seq": seq, "records": [r.model_dump(mode="json") for r in latest]}
             atomic_write(self.snapshot, json.dumps(data, separators=(",", ":")).encode(), durable=True)
@@ -264,6 +286,5 @@ class RecordLog:
                 if start <= seq:
                     p.unlink(missing_ok=True)
             fsync_dir(self.dir)
-        finally:
-            with self._lock:
-                self._folding = False
+        except OSError as e:  # the logs still hold every record; the next fold writes a snapshot
+            log.warning("records snapshot not written; the logs keep every record", error=str(e))

@@ -171,7 +171,14 @@ def _other_ackers(rec: ShardRecord, snap: Snapshot, t: Topology, watch: AckWatch
             return SyncState.UNKNOWN, f"{name} acks commits of {rec.primary} but is not the recorded acker"
     p0 = watch.last if watch is not None and watch.primary == rec.primary else None
     m0 = p0.semisync_master if p0 is not None else None
-    if m is None or m0 is None or p0 is None or p0.server_id != p.server_id or m.yes_tx <= m0.yes_tx:
+    if m is None or m0 is None or p0 is None or p0.server_id != p.server_id:
+        return None
+    if m.yes_tx < m0.yes_tx:
+        return SyncState.UNKNOWN, (
+            f"Rpl_semi_sync_master_yes_tx on {rec.primary} went back ({m0.yes_tx} -> {m.yes_tx}): a restart "
+            "too quick for its boot time to show, or FLUSH STATUS; proving again"
+        )
+    if m.yes_tx == m0.yes_tx:
         return None
     assert watch is not None
     for a in rec.ackers:

@@ -105,7 +105,9 @@ def decide(
 
     reasons: dict[ShardName, str] = {}
     for s, (rec, why_not) in unadopted.items():
-        alerts.append(unadopted_alert(rec, why_not, home=records.get(s) is None, op=rec.op is not None))
+        alerts.append(
+            unadopted_alert(rec, why_not, home=records.get(s) is None and s not in changed, op=rec.op is not None)
+        )
         reasons[s] = f"no action: not adopted ({why_not})"
     recs = {sh.name: current[sh.name] for sh in topology.shards if sh.name in adopted}
     alerts += _idc_alerts(v.idcs)

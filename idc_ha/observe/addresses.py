@@ -7,8 +7,10 @@ IP addresses and compared as such. Resolution is I/O and lives here, at the edge
 core only sees ``ReplicaStatus.source``, a node name or None.
 
 Host names are resolved with ``getaddrinfo`` and cached for ``ttl_s`` (a failed lookup for
-``NEGATIVE_TTL_S``, so a DNS blip heals in seconds); an IP literal is never
-sent to a resolver. A name that does not resolve matches no node (None): the core treats an
+``NEGATIVE_TTL_S``, doubling while it keeps failing, so a DNS blip heals in seconds and a dead
+DNS costs little); an IP literal is never sent to a resolver. Lookups run on two threads of
+their own, one per name at a time: a resolver that hangs past the timeout holds those threads,
+never the ones the store's fsync uses. A name that does not resolve matches no node (None): the core treats an
 unknown source as a possible acker, never as "not the primary's".
 """
 
@@ -19,12 +21,15 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from idc_ha.model.ids import NodeName
 from idc_ha.model.topology import Topology
 
 RESOLVE_TIMEOUT_S = 1.0
-NEGATIVE_TTL_S = 5.0  # a name that did not resolve is asked again this soon (a DNS blip heals quickly)
+NEGATIVE_TTL_S = 5.0  # a name that did not resolve is asked again this soon (a DNS blip heals quickly) ...
+NEGATIVE_TTL_MAX_S = 60.0  # ... doubling while it keeps failing
+_RESOLVERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="idc-ha-dns")
 
 
 def literal(host: str) -> str | None:
@@ -61,6 +66,8 @@ class AddressBook:
     ) -> None:
         self._resolver, self._ttl, self._clock = resolver, ttl_s, clock
         self._names: dict[str, tuple[float, frozenset[str]]] = {}
+        self._failed: dict[str, int] = {}  # name -> lookups failed in a row (the negative TTL doubles)
+        self._inflight: dict[str, asyncio.Future[frozenset[str]]] = {}
         self._at: dict[tuple[str, int], NodeName] = {}
         self.unresolved: list[str] = []
         for n in topology.nodes:
@@ -84,6 +91,7 @@ class AddressBook:
         """Cache a lookup; a failed refresh keeps the last good answer (losing DNS along with an
         IDC must not make every replica's source unknown and hide the witnesses)."""
         old = self._names.get(host)
+        self._failed[host] = 0 if ips else self._failed.get(host, 0) + 1
         if not ips and old is not None and old[1]:
             ips = old[1]
         self._names[host] = (self._clock(), ips)
@@ -94,18 +102,31 @@ class AddressBook:
         if literal(host) is not None:
             return True
         hit = self._names.get(host)
-        return hit is not None and self._clock() - hit[0] < (self._ttl if hit[1] else NEGATIVE_TTL_S)
+        if hit is None:
+            return False
+        negative = min(NEGATIVE_TTL_MAX_S, NEGATIVE_TTL_S * 2 ** max(0, self._failed.get(host, 1) - 1))
+        return self._clock() - hit[0] < (self._ttl if hit[1] else negative)
 
     async def learn(self, host: str) -> None:
         """Resolve ``host`` off the event loop, under a timeout, into the cache."""
         if self.known(host):
             return
+        fut = self._inflight.get(host)
+        if fut is None:  # one lookup per name at a time, shared by every prober that needs it
+            fut = asyncio.get_running_loop().run_in_executor(_RESOLVERS, self._resolver, host)
+            self._inflight[host] = fut
+            fut.add_done_callback(lambda f: self._done(host, f))
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                ips = await asyncio.to_thread(self._resolver, host)
+                await asyncio.shield(fut)
         except TimeoutError:
-            ips = frozenset()
-        self._store(host, ips)
+            if not self.known(host):
+                self._store(host, frozenset())
+
+    def _done(self, host: str, fut: asyncio.Future[frozenset[str]]) -> None:
+        self._inflight.pop(host, None)
+        if not fut.cancelled():
+            self._store(host, fut.result() if fut.exception() is None else frozenset())
 
     def node_at(self, host: str, port: int) -> NodeName | None:
         """The node listening at ``host:port``, or None. Never blocks: a name not yet learnt

@@ -36,6 +36,7 @@ from idc_ha.model.observation import (
     SemiSyncSlave,
 )
 from idc_ha.observe.addresses import AddressBook
+from idc_ha.observe.boots import BootTracker
 
 PROBE_SQL = (
     "SELECT @@read_only, @@server_id, @@version, @@gtid_binlog_pos, @@gtid_slave_pos, "
@@ -151,10 +152,9 @@ def parse_observation(
 Raw = tuple[tuple[Any, ...], dict[str, str], dict[str, Any] | None, float]
 
 
-async def read_raw(conn: Any, book: AddressBook | None = None) -> Raw:
+async def read_raw(conn: Any) -> Raw:
     """Run PROBE_SQL on an open connection (the caller holds the timeout): the variables, the
-    status counters, the SHOW SLAVE STATUS row and the round trip in ms. A source host name not
-    yet resolved is learnt first (cached, under its own timeout)."""
+    status counters, the SHOW SLAVE STATUS row and the round trip in ms."""
     t0 = time.perf_counter()
     async with conn.cursor() as cur:
         await cur.execute(PROBE_SQL)
@@ -165,9 +165,15 @@ async def read_raw(conn: Any, book: AddressBook | None = None) -> Raw:
         row = await cur.fetchone()
         slave = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
     ms = (time.perf_counter() - t0) * 1000
+    return tuple(variables), status, slave, ms
+
+
+async def learn_source(raw: Raw, book: AddressBook | None) -> None:
+    """Resolve the replica's source host name if it is not known yet (cached, under its own
+    timeout), so the observation can name the source node."""
+    slave = raw[2]
     if book is not None and slave and not book.known(str(slave.get("Master_Host") or "")):
         await book.learn(str(slave.get("Master_Host") or ""))
-    return tuple(variables), status, slave, ms
 
 
 async def read_observation(
@@ -175,10 +181,17 @@ async def read_observation(
     node: NodeName,
     book: AddressBook | None = None,
     clock: Callable[[], float] = boottime,
+    boots: BootTracker | None = None,
 ) -> NodeObservation:
-    """One full observation over an open connection (the caller holds the timeout)."""
-    variables, status, slave, ms = await read_raw(conn, book)
-    booted = clock() - int(status.get("Uptime", 0))
+    """One full observation over an open connection (the caller holds the timeout). With
+    ``boots``, the boot time is the one the prober holds for this boot (``BootTracker.peek``)."""
+    now = clock()
+    raw = await read_raw(conn)
+    after = clock()
+    await learn_source(raw, book)
+    variables, status, slave, ms = raw
+    uptime = int(status.get("Uptime", 0))
+    booted = boots.peek(node, uptime, now, after) if boots is not None else now - uptime
     return parse_observation(node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted)
 
 
@@ -212,6 +225,7 @@ class NodeProber:
         settings: ProbeSettings,
         book: AddressBook | None = None,
         clock: Callable[[], float] = boottime,
+        boots: BootTracker | None = None,
     ) -> None:
         self.node, self.host, self.port = node, host, port
         self._book = book
@@ -224,8 +238,8 @@ class NodeProber:
         self._failing_since = 0.0
         self._last: NodeObservation | None = None
         self._last_key: tuple[Any, ...] | None = None
-        self._booted: float | None = None  # the published boot time of the server's current boot
-        self._boot_hi: float | None = None  # the latest its boot can be, from the previous answer
+        self._boots = boots or BootTracker()  # shared with the admin (Daemon.from_config)
+        self._answered = False  # the open connection has answered a probe (no restart since)
 
     async def _dial(self) -> Any:
         return await asyncmy.connect(
@@ -242,6 +256,7 @@ class NodeProber:
         if self._conn is not None:
             self._conn.close()  # closes the socket without a round trip: safe on a wedged link
             self._conn = None
+            self._answered = False
 
     async def probe(self) -> NodeObservation:
         """One observation. Never raises: failures come back as an unreachable observation."""
@@ -253,8 +268,11 @@ class NodeProber:
             async with asyncio.timeout(self._s.connect_timeout_s + self._s.query_timeout_s):
                 if self._conn is None:
                     self._conn = await self._dial()
-                raw = await read_raw(self._conn, self._book)
-            obs = self._observation(raw, now, self._clock())
+                raw = await read_raw(self._conn)
+                after = self._clock()
+                await learn_source(raw, self._book)
+            obs = self._observation(raw, now, after, same_connection=self._answered)
+            self._answered = True
             self._failures = 0
         except (Exception, TimeoutError) as e:
             self._discard()
@@ -279,35 +297,26 @@ class NodeProber:
         self._last = obs
         return obs
 
-    def _observation(self, raw: Raw, now: float, after: float | None = None) -> NodeObservation:
+    def _observation(
+        self, raw: Raw, now: float, after: float | None = None, *, same_connection: bool = False
+    ) -> NodeObservation:
         """The observation of an answer: the very last one when nothing but Uptime changed (so an
-        idle node costs no parsing, and equal observations are one object), else a new one.
-
-        The boot time is published once per boot and held: ``booted_at`` changes only when the
-        server provably restarted. Uptime is a difference of whole wall-clock seconds read some
-        time between ``now`` (the probe's start) and ``after`` (its end), so the boot lies in
-        (now - U - 1, after - U + 1]; a restart is a boot provably later than the previous
-        answer's interval. A slow probe (a stalled server, a slow dial) only widens the interval
-        and cannot look like a restart; the server's clock drifting against ours cannot either,
-        as each answer is compared with the one before, not with the first. A restart less than
-        about 3 s after the previous boot goes unseen here (the counters' baseline still catches
-        it across controller restarts: ``syncstate``)."""
+        idle node costs no parsing, and equal observations are one object), else a new one. The
+        boot time is published once per boot (``observe.boots``): ``now`` and ``after`` are the
+        probe's start and the answer's arrival, ``same_connection`` whether the connection has
+        answered before (then the server cannot have restarted)."""
         uptime = int(raw[1].get("Uptime", 0))
-        lo, hi = now - uptime - 1.0, (now if after is None else after) - uptime + 1.0
-        restarted = self._booted is None or self._boot_hi is None or lo > self._boot_hi
-        self._boot_hi = hi
-        if restarted:
-            self._booted = now - uptime
+        booted = self._boots.judge(
+            self.node, uptime, now, now if after is None else after, same_connection=same_connection
+        )
+        restarted = self._last is None or not self._last.reachable or booted != self._last.booted_at
         key = _unchanged_key(raw, self._book)
         last = self._last
         if not restarted and last is not None and last.reachable and key == self._last_key:
             return last
         self._last_key = key
-        assert self._booted is not None
         variables, status, slave, ms = raw
-        return parse_observation(
-            self.node, variables, status, slave, latency_ms=ms, book=self._book, booted_at=self._booted
-        )
+        return parse_observation(self.node, variables, status, slave, latency_ms=ms, book=self._book, booted_at=booted)
 
     async def close(self) -> None:
         self._discard()

@@ -11,6 +11,7 @@ from idc_ha.model.config import Config
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.observe.addresses import AddressBook
+from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.probe import NodeProber
 
 
@@ -18,10 +19,16 @@ class Observer:
     """Owns one prober (and so one connection) per node of the topology."""
 
     def __init__(
-        self, config: Config, *, book: AddressBook | None = None, clock: Callable[[], float] = boottime
+        self,
+        config: Config,
+        *,
+        book: AddressBook | None = None,
+        clock: Callable[[], float] = boottime,
+        boots: BootTracker | None = None,
     ) -> None:
         topo = config.topology
         self.book = book or AddressBook(topo)
+        self.boots = boots or BootTracker()  # the admin reads the same boots (Daemon.from_config)
         creds = config.credentials
         password = creds.password.get_secret_value() if creds.password else ""
         self._clock = clock
@@ -37,6 +44,7 @@ class Observer:
                 settings=config.probe,
                 book=self.book,
                 clock=clock,
+                boots=self.boots,
             )
 
     async def round(self) -> Snapshot:

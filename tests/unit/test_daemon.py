@@ -109,3 +109,26 @@ async def test_a_restarted_acker_is_started_relay_log_first(running: Running) ->
     before = f.nodes["shard1-m"].yes_tx
     f.write("shard1-m", 5)
     await running.until("new commits acknowledged", lambda: f.nodes["shard1-m"].yes_tx == before + 5)
+
+
+async def test_a_failed_fsync_stops_the_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the store cannot make a write durable the daemon stops with StoreFailed (systemd
+    restarts it, and the new process reads what the disk holds) rather than act on records that
+    may be lost."""
+    import errno
+    import os
+
+    from idc_ha.errors import StoreFailed
+
+    fleet = Fleet(TOPO, clock=boottime, wall=time.time).arrange_home()
+    d = daemon_on(fleet, config(tmp_path / "state"), Policy(), MemoryAlertSink())
+    task = asyncio.create_task(d.run())
+    r = Running(d, fleet, MemoryAlertSink(), task)
+    await r.until("a first tick", lambda: d.ticks > 2)
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(StoreFailed):
+        await asyncio.wait_for(task, BOUND)

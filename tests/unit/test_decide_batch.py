@@ -44,13 +44,16 @@ def phase(draw: st.DrawFn) -> Nodes:
     or a lost IDC."""
     nodes = home_nodes()
     for s in SHARDS:
-        k = draw(st.integers(0, 6))
+        k = draw(st.integers(0, 7))
         if k == 0:
             nodes = with_master(nodes, NodeName(f"{s}-m"), status=False)
         elif k == 1:
             nodes = with_master(nodes, NodeName(f"{s}-m"), no_tx=1)
         elif k == 2:
             nodes = changed(nodes, NodeName(f"{s}-ms"), semisync_slave=SemiSyncSlave(enabled=True, status=True))
+        elif k == 3:  # promoted by hand: a writable rival, the recorded primary read-only
+            nodes = changed(nodes, NodeName(f"{s}-sx"), read_only=False, replica=None)
+            nodes = changed(nodes, NodeName(f"{s}-m"), read_only=True)
     if draw(st.booleans()):
         nodes = idc_lost(TOPO, nodes, draw(st.sampled_from(("IDC1", "IDC2", "IDC3"))), witnessed=draw(st.booleans()))
     if draw(st.booleans()):

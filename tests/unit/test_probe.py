@@ -8,6 +8,7 @@ import asyncio
 from idc_ha.model.config import ProbeSettings
 from idc_ha.model.observation import NodeObservation
 from idc_ha.observe.addresses import NEGATIVE_TTL_S, AddressBook
+from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.probe import NodeProber
 
 from .builders import TOPO
@@ -59,7 +60,7 @@ def test_a_slow_probe_is_no_restart() -> None:
     held = p._last.booted_at
     slow = p._observation(raw(int(1001.501 + 1.45 - boot)), now=1001.501, after=1001.501 + 1.46)
     assert slow.booted_at == held
-    assert p._observation(raw(int(1002.6 - boot)), now=1002.6, after=1002.61).booted_at == held
+    assert p._observation(raw(int(1003.1 - boot)), now=1003.1, after=1003.11).booted_at == held
 
 
 def test_clock_drift_over_days_is_no_restart() -> None:
@@ -115,3 +116,38 @@ def test_a_source_learnt_later_is_seen_on_an_idle_replica() -> None:
     dns["up"] = True
     clock["t"] += NEGATIVE_TTL_S + 0.1  # a failed lookup is asked again this soon
     assert probe().source == "shard1-m"
+
+
+def test_a_crash_loop_restart_of_a_young_boot_is_seen() -> None:
+    """The server booted at 1000.0, answered at 1001.9 (Uptime 1), crashed and was back at 1002.3:
+    on the new connection Uptime is 0 again and the intervals overlap; a boot that young when last
+    seen is taken for restarted (review 4, F1: the prober kept the boot and the decision core
+    kept a baseline whose boot had ended)."""
+    p = prober()
+    p._last = p._observation(raw(1), now=1001.9, after=1001.91)
+    after = p._observation(raw(0), now=1002.4, after=1002.41)
+    assert after.booted_at != p._last.booted_at
+
+
+def test_the_server_clock_stepped_back_on_one_connection_is_no_restart() -> None:
+    """Uptime is on the server's wall clock: stepped back 3 s, it falls by 3 s. Over a connection
+    open since the previous answer the server cannot have restarted (review 4, F2: the acker's
+    'restart' refused an owed failover for good)."""
+    p = prober()
+    p._last = p._observation(raw(86_400), now=5000.0, after=5000.01, same_connection=False)
+    p._last = p._observation(raw(86_401), now=5001.0, after=5001.01, same_connection=True)
+    stepped = p._observation(raw(86_398), now=5002.0, after=5002.01, same_connection=True)
+    assert stepped.booted_at == p._last.booted_at
+
+
+def test_the_admin_reads_the_boot_the_prober_holds() -> None:
+    """A failover's baseline is taken from the admin's own observation: it must name the boot the
+    next probe publishes, even after the server's clock moved forward since the prober first saw
+    it (review 4, F5: every failover onto such a host looked 'restarted' at once)."""
+    boots = BootTracker()
+    held = boots.judge("n1", 1000, 5000.0, 5000.01, same_connection=False)
+    for k in range(1, 10):  # the server's clock gains 1 s per answer, on one connection
+        assert boots.judge("n1", 1000 + 2 * k, 5000.0 + k, 5000.01 + k, same_connection=True) == held
+    assert boots.peek("n1", 1020, 5010.0, 5010.05) == held
+    assert boots.peek("n1", 3, 5010.0, 5010.05) == 5007.0  # a restart: its own estimate
+    assert boots.peek("n2", 50, 5010.0, 5010.05) == 4960.0  # never probed: its own estimate

@@ -187,8 +187,7 @@ def test_a_crash_mid_fold_loses_nothing(store: FileStore, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(recordlog, "atomic_write", crash)
     moved = after_failover(TOPO, "shard1")
-    with pytest.raises(OSError):
-        store.write_records([moved])  # the 4th line: the fold rotates, then "crashes"
+    store.write_records([moved])  # the 4th line: the fold rotates, then the snapshot fails
     assert files(store.dir) == ["records.log", "records.log.1"]
     assert FileStore(store.dir).load_records() == {**records(), "shard1": moved}
     monkeypatch.setattr(recordlog, "atomic_write", real)
@@ -412,3 +411,30 @@ def test_a_store_held_by_another_process_is_locked_out(tmp_path: Path) -> None:
     mine = FileStore(state)
     mine.acquire()
     mine.release()
+
+
+def test_a_fold_that_cannot_start_a_new_log_keeps_the_old_one(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold whose new log cannot be created (a full disk, no file descriptors) puts the log back,
+    raises nothing to the writers, and folds later (review 4, F6: the fold stayed 'in progress'
+    for good and every later record went into the rotated file)."""
+    monkeypatch.setattr(recordlog, "COMPACT_LINES", 4)
+    real = recordlog.RecordLog._create
+    fail = {"on": False}
+
+    def create(self: recordlog.RecordLog, start: int) -> int:
+        if fail["on"]:
+            fail["on"] = False
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(self, start)
+
+    monkeypatch.setattr(recordlog.RecordLog, "_create", create)
+    store.write_records(records().values())
+    fail["on"] = True
+    store.write_records([record(TOPO, "shard1").model_copy(update={"epoch": 2})])  # the fold fails
+    assert files(store.dir) == ["records.log"]
+    for k in range(3, 6):
+        store.write_records([record(TOPO, "shard1").model_copy(update={"epoch": k})])
+    assert files(store.dir) == ["records.json", "records.log"]
+    assert FileStore(store.dir).load_records()["shard1"].epoch == 5

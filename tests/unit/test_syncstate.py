@@ -391,3 +391,15 @@ def test_a_wall_clock_step_is_no_restart_for_a_running_controller() -> None:
         (stepped,), TOPO, Policy(), recs, Control(), wall=stepped.wall, memory=Memory(adopted=frozenset(recs))
     )
     assert fresh.records[S].sync == SyncState.UNKNOWN and "restarted" in fresh.records[S].reason
+
+
+def test_yes_tx_going_back_is_proven_again() -> None:
+    """A restart too quick for the boot time to show resets the counters to the baseline's 0/0,
+    but Rpl_semi_sync_master_yes_tx falls: UNKNOWN, proven again (review 4, F1)."""
+    from .builders import Ticker, records
+
+    tk = Ticker(records())
+    tk.run(0.0, 1.0, with_master(H, M, yes_tx=3))
+    assert tk.recs[S].sync == SyncState.IDC_SAFE
+    d = tk.tick(1.0, with_master(H, M, yes_tx=0))
+    assert d.records[S].sync == SyncState.UNKNOWN and "yes_tx" in d.records[S].reason
