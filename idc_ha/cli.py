@@ -135,7 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from idc_ha import logs
-    from idc_ha.daemon import Daemon
+    from idc_ha.daemon import Daemon, settle_memory
 
     logs.setup()
     try:
@@ -146,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         d = Daemon.from_config(cfg, policy, crash_after=crash_after)
+        settle_memory()
         await d.run()
 
     try:

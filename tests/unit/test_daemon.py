@@ -4,6 +4,7 @@ code the lab runs, handed the fleet as its prober and admin."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -132,3 +133,40 @@ async def test_a_failed_fsync_stops_the_daemon(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(os, "fsync", eio)
     with pytest.raises(StoreFailed):
         await asyncio.wait_for(task, BOUND)
+
+
+async def test_running_operations_get_the_loop_between_ticks(tmp_path: Path) -> None:
+    """While operations run, the loop rests at least as long as a tick took before the next one,
+    however often finishing operations wake it: at thousands of shards a tick holds the event loop
+    for most of a second, and back-to-back ticks starved the failovers (scale bench)."""
+    fleet = Fleet(TOPO, clock=boottime, wall=time.time).arrange_home()
+    cfg = config(tmp_path / "state")
+    cfg = cfg.model_copy(update={"probe": cfg.probe.model_copy(update={"interval_s": 0.01})})
+    d = daemon_on(fleet, cfg, Policy(), MemoryAlertSink())
+    took, starts = 0.05, []
+
+    async def slow_tick() -> None:
+        starts.append(time.monotonic())
+        time.sleep(took)  # noqa: ASYNC251  (a tick's CPU: decide holds the event loop)
+
+    d.tick = slow_tick  # type: ignore[assignment,method-assign]
+    op = asyncio.create_task(asyncio.sleep(BOUND))
+    d.ops[ShardName("shard1")] = op
+    loop = asyncio.create_task(d._tick_loop())
+    deadline = time.monotonic() + BOUND
+    try:
+        while len(starts) < 6:
+            assert time.monotonic() < deadline, f"6 ticks not reached in {BOUND} s"
+            d.wake()  # as every finishing operation does
+            await asyncio.sleep(0.002)
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) >= 2 * took * 0.95, gaps  # the tick, then as long again for the operations
+        assert d.rest_after(took) == took
+        op.cancel()
+        await asyncio.gather(op, return_exceptions=True)
+        assert d.rest_after(took) == 0.0  # nothing running: the probe interval alone paces
+    finally:
+        d.stop()
+        op.cancel()
+        await asyncio.wait_for(loop, BOUND)
+        d.store.release()
