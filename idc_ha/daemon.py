@@ -5,8 +5,9 @@ Tasks (all named, all supervised: a crash is logged and the task restarted after
 * ``tick``: the loop. One probe round, ``decide()``, write changed records durably, send alerts,
   start operation tasks, reconcile drift, write the tick view. The sleep between ticks is
   interruptible (``wake()``), so an operator command or a finished operation acts at once; but
-  while operations run the loop first rests as long as the tick took (``rest_after``), so at
-  thousands of shards back-to-back ticks never starve the operations of the event loop.
+  while operations run the loop first rests as long as the tick held the event loop, within a
+  bound on the time between probe rounds (``rest_after``), so at thousands of shards
+  back-to-back ticks do not starve the operations.
 * ``mqtt``: the broker connection for routing and alerts.
 * ``op:<shard>``: one per operation in flight; probing never waits for a failover.
 * APScheduler 3 jobs (``max_instances=1``, coalesced): fence-on-return re-dialling every
@@ -20,6 +21,7 @@ import gc
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -31,6 +33,7 @@ from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
+from idc_ha.decide.contact import ACKER_GAP_S
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, Fence, ShardPlan
 from idc_ha.decide.tick import decide
@@ -51,6 +54,7 @@ log = structlog.get_logger("idc_ha.daemon")
 
 OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
 OP_RETRY_MAX_S = 30.0
+ROUND_GAP_S = 0.8 * ACKER_GAP_S  # the rest after a tick never puts two probe rounds further apart
 GC_YOUNG = 20_000  # allocations between young collections (CPython's default is 700)
 
 
@@ -136,6 +140,7 @@ class Daemon:
         self.ticks = 0
         self.published: dict[ShardName, tuple[int, str]] = {}
         self.last_decision: Decision | None = None
+        self.held = 0.0  # how long the last tick held the event loop (rest_after)
 
     @classmethod
     def from_config(cls, config: Config, policy: Policy, *, crash_after: str | None = None) -> Daemon:
@@ -220,20 +225,29 @@ class Daemon:
                 pass
 
     def rest_after(self, took: float) -> float:
-        """The least rest after a tick that took ``took`` seconds: as long again while operations
-        run (they get at least half the event loop), none otherwise (the probe interval rules)."""
-        return took if any(not t.done() for t in self.ops.values()) else 0.0
+        """The least rest after a tick that took ``took`` seconds, of which it held the event loop
+        ``self.held`` (decide and the bookkeeping around it, not its awaits): while operations run,
+        as long as it held the loop, so they get at least half of it; but never so long that two
+        probe rounds end up more than ``ROUND_GAP_S`` apart (the proof takes an acker unseen for
+        longer than ``ACKER_GAP_S`` to have possibly reconnected). None when nothing runs."""
+        if not any(not t.done() for t in self.ops.values()):
+            return 0.0
+        return max(0.0, min(self.held, ROUND_GAP_S - took))
 
     async def tick(self) -> Decision:
         snap = await self.observer.round()
+        held_since = time.perf_counter()  # the tick holds the event loop from here to each await
         control = self.store.load_control()
         wall = self.clock.wall()
         decision = decide((snap,), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory)
         self.memory = decision.memory
         self.ticks += 1
         # Durable first: nothing below may act on a record the store does not hold.
+        held = 0.0
         if decision.records:
+            held += time.perf_counter() - held_since
             await self.book.commit(*decision.records.values())
+            held_since = time.perf_counter()
             for rec in decision.records.values():
                 self.store.append(
                     "record",
@@ -255,7 +269,9 @@ class Daemon:
             self.alerts.emit(alert)
         for plan in decision.plans:
             self._start_op(plan)
+        held += time.perf_counter() - held_since
         await self._reconcile(decision)
+        held_since = time.perf_counter()
         self.last_decision = decision
         self.view = tick_view(
             pid=os.getpid(),
@@ -268,6 +284,7 @@ class Daemon:
             wall=wall,
         )
         self.store.write_tick(self.view.model_dump(mode="json"))
+        self.held = held + time.perf_counter() - held_since
         await self.book.sync()  # this tick's journal lines, durable off the loop
         return decision
 

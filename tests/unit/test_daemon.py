@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from idc_ha.clock import boottime
 from idc_ha.daemon import Daemon
+from idc_ha.decide.contact import ACKER_GAP_S
 from idc_ha.model.config import Config
 from idc_ha.model.ids import ShardName, SyncState
 from idc_ha.model.policy import Policy
@@ -135,38 +136,67 @@ async def test_a_failed_fsync_stops_the_daemon(tmp_path: Path, monkeypatch: pyte
         await asyncio.wait_for(task, BOUND)
 
 
-async def test_running_operations_get_the_loop_between_ticks(tmp_path: Path) -> None:
-    """While operations run, the loop rests at least as long as a tick took before the next one,
-    however often finishing operations wake it: at thousands of shards a tick holds the event loop
-    for most of a second, and back-to-back ticks starved the failovers (scale bench)."""
+async def _tick_starts(tmp_path: Path, tick: Callable[[Daemon], Awaitable[None]], n: int) -> list[float]:
+    """When each of ``n`` ticks started, with an operation running and the loop woken as often as
+    finishing operations wake it."""
     fleet = Fleet(TOPO, clock=boottime, wall=time.time).arrange_home()
     cfg = config(tmp_path / "state")
     cfg = cfg.model_copy(update={"probe": cfg.probe.model_copy(update={"interval_s": 0.01})})
     d = daemon_on(fleet, cfg, Policy(), MemoryAlertSink())
-    took, starts = 0.05, []
+    starts: list[float] = []
 
-    async def slow_tick() -> None:
+    async def timed() -> None:
         starts.append(time.monotonic())
-        time.sleep(took)  # noqa: ASYNC251  (a tick's CPU: decide holds the event loop)
+        await tick(d)
 
-    d.tick = slow_tick  # type: ignore[assignment,method-assign]
+    d.tick = timed  # type: ignore[assignment,method-assign]
     op = asyncio.create_task(asyncio.sleep(BOUND))
     d.ops[ShardName("shard1")] = op
     loop = asyncio.create_task(d._tick_loop())
     deadline = time.monotonic() + BOUND
     try:
-        while len(starts) < 6:
-            assert time.monotonic() < deadline, f"6 ticks not reached in {BOUND} s"
-            d.wake()  # as every finishing operation does
+        while len(starts) < n:
+            assert time.monotonic() < deadline, f"{n} ticks not reached in {BOUND} s"
+            d.wake()
             await asyncio.sleep(0.002)
-        gaps = [b - a for a, b in itertools.pairwise(starts)]
-        assert min(gaps) >= 2 * took * 0.95, gaps  # the tick, then as long again for the operations
-        assert d.rest_after(took) == took
-        op.cancel()
-        await asyncio.gather(op, return_exceptions=True)
-        assert d.rest_after(took) == 0.0  # nothing running: the probe interval alone paces
+        return starts
     finally:
         d.stop()
         op.cancel()
         await asyncio.wait_for(loop, BOUND)
         d.store.release()
+
+
+async def test_running_operations_get_the_loop_between_ticks(tmp_path: Path) -> None:
+    """While operations run, the loop rests as long as a tick held it before the next one, however
+    often finishing operations wake it: at thousands of shards a tick holds the event loop for most
+    of a second, and back-to-back ticks starved the failovers (scale bench)."""
+    held = 0.05
+
+    async def busy(d: Daemon) -> None:
+        time.sleep(held)  # noqa: ASYNC251  (decide holds the event loop)
+        d.held = held
+
+    gaps = [b - a for a, b in itertools.pairwise(await _tick_starts(tmp_path, busy, 6))]
+    assert min(gaps) >= 2 * held * 0.95, gaps  # the tick, then as long again for the operations
+
+
+@pytest.mark.parametrize("holds", [True, False], ids=["held", "awaited"])
+async def test_the_rest_never_spaces_probe_rounds_past_the_acker_gap(tmp_path: Path, holds: bool) -> None:
+    """The rest is bounded so two probe rounds stay within ACKER_GAP_S (a longer gap restarts the
+    acker's lost-link run and an owed failover is refused as unwatched), and a tick that only
+    waited (a probe timing out, an fsync) earns no rest at all (review 5, F1: ticks 1.2 s apart)."""
+    took = 0.6
+
+    async def slow(d: Daemon) -> None:
+        if holds:
+            time.sleep(took)  # noqa: ASYNC251
+            d.held = took
+        else:
+            await asyncio.sleep(took)  # a probe round waiting on a silent node: the loop is free
+            d.held = 0.0
+
+    gaps = [b - a for a, b in itertools.pairwise(await _tick_starts(tmp_path, slow, 4))]
+    assert max(gaps) <= ACKER_GAP_S, gaps
+    if not holds:
+        assert max(gaps) < took + 0.2, gaps  # no rest for time the loop was free
