@@ -235,11 +235,16 @@ class Daemon:
         return max(0.0, min(self.held, ROUND_GAP_S - took))
 
     async def tick(self) -> Decision:
+        version = self.book.version
         snap = await self.observer.round()
         held_since = time.perf_counter()  # the tick holds the event loop from here to each await
+        # Records an operation wrote while the round ran are newer than what it saw of them.
+        stale = self.book.written_since(version)
         control = self.store.load_control()
         wall = self.clock.wall()
-        decision = decide((snap,), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory)
+        decision = decide(
+            (snap,), self.t, self.policy, self.book.all(), control, wall=wall, memory=self.memory, stale=stale
+        )
         self.memory = decision.memory
         self.ticks += 1
         # Durable first: nothing below may act on a record the store does not hold.
@@ -262,7 +267,7 @@ class Daemon:
                 if rec.op is None:
                     self._publish_if_new(rec)
         for shard, reason in decision.reasons.items():
-            if self.reasons.get(shard) != reason:
+            if shard not in stale and self.reasons.get(shard) != reason:
                 log.info("decision", shard=shard, reason=reason, tick=self.ticks)
                 self.reasons[shard] = reason
         for alert in decision.alerts:

@@ -206,12 +206,13 @@ class Workload:
         before = [(a, i) for i, a in led.acked.items() if a <= t]
         return led.acked_on.get(max(before)[1]) if before else None
 
-    async def wait_all_acked_after(self, t: float, *, timeout: float) -> bool:
-        """Until every shard has an ack later than ``t`` by another node than the one before ``t``
-        (True), or the timeout (False)."""
+    async def wait_all_acked_after(self, t: float, *, timeout: float, shards: set[str] | None = None) -> bool:
+        """Until every shard (of ``shards``, default all) has an ack later than ``t`` by another
+        node than the one before ``t`` (True), or the timeout (False)."""
         deadline = time.monotonic() + timeout
+        want = [s for s in self.ledgers if shards is None or s in shards]
         while time.monotonic() < deadline:
-            if all(self.first_ack_after(s, t, not_on=self.node_before(s, t)) is not None for s in self.ledgers):
+            if all(self.first_ack_after(s, t, not_on=self.node_before(s, t)) is not None for s in want):
                 return True
             await asyncio.sleep(0.05)
         return False

@@ -40,12 +40,26 @@ class RecordBook:
         self._task: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idc-ha-fsync")
         self.failed: StoreFailed | None = None
+        self.version = 0  # counts writes; ``written_since`` tells which shards changed after a point
+        self._written: dict[ShardName, int] = {}
 
     def get(self, shard: ShardName) -> ShardRecord | None:
         return self._recs.get(shard)
 
     def all(self) -> dict[ShardName, ShardRecord]:
         return dict(self._recs)
+
+    def written_since(self, version: int) -> frozenset[ShardName]:
+        """The shards whose record was written after ``self.version`` was ``version``: the tick
+        notes the version before its probe round, and an observation from that round may predate
+        these records (an operation's step committed while the round ran)."""
+        return frozenset(s for s, v in self._written.items() if v > version)
+
+    def _remember(self, records: tuple[ShardRecord, ...]) -> None:
+        self.version += 1
+        for r in records:
+            self._recs[r.shard] = r
+            self._written[r.shard] = self.version
 
     def _check(self) -> None:
         if self.failed is not None:
@@ -56,16 +70,14 @@ class RecordBook:
             return
         self._check()
         self._store.write_records(records)
-        for r in records:
-            self._recs[r.shard] = r
+        self._remember(records)
 
     async def commit(self, *records: ShardRecord) -> None:
         """Durable on return; the fsync is shared with concurrent writers (see the docstring)."""
         self._check()
         if records:
             self._store.write_records(records, durable=False)
-            for r in records:
-                self._recs[r.shard] = r
+            self._remember(records)
         await self.sync()
 
     async def sync(self) -> None:

@@ -49,9 +49,15 @@ def decide(
     *,
     wall: float,
     memory: Memory | None = None,
+    stale: frozenset[ShardName] = frozenset(),
 ) -> Decision:
     """Decide one tick. ``history`` is oldest first and ends with this tick's snapshot; ``memory``
     is what the previous tick's Decision returned (None for a controller that just started).
+    ``stale``: shards whose record was written after the newest snapshot's round began (an
+    operation's step); no snapshot of the history is evidence about such a record, so these
+    shards are left as they are this tick: no sync-state change, no adoption change, no contact
+    or ack watch folded, no rule, no drift (a new primary seen before its semi-sync was switched
+    on must not be recorded ASYNC, nor its acker re-armed).
 
     Returns the decision: records to write first, then alerts, plans and reconcile steps, with
     the verdicts it was based on. Raises InvariantViolation if a plan would break a safety
@@ -84,6 +90,8 @@ def decide(
         unadopted = {}
         for shard in topology.shards:
             s = shard.name
+            if s in stale:
+                continue
             rec = current.get(s) or records.get(s) or home_record(topology, s, wall=at_wall)
             why_not = adoption(rec, (fs,), topology, was_adopted=s in adopted)
             if why_not is not None:
@@ -101,15 +109,17 @@ def decide(
             if new.sync != rec.sync:
                 alerts.append(sync_alert(new, before=rec.sync))
             current[s] = new
-        seen = update_contacts(seen, (fs,), {s: current[s] for s in adopted}, max_blind_s=policy.proof.max_blind_s)
+        carried = {s: c for s, c in seen.items() if s in stale}  # kept as they were, unfolded
+        watched = {s: current[s] for s in adopted if s not in stale}
+        seen = {**update_contacts(seen, (fs,), watched, max_blind_s=policy.proof.max_blind_s), **carried}
 
-    reasons: dict[ShardName, str] = {}
+    reasons: dict[ShardName, str] = {s: "no decision this tick: its record changed while the probes ran" for s in stale}
     for s, (rec, why_not) in unadopted.items():
         alerts.append(
             unadopted_alert(rec, why_not, home=records.get(s) is None and s not in changed, op=rec.op is not None)
         )
         reasons[s] = f"no action: not adopted ({why_not})"
-    recs = {sh.name: current[sh.name] for sh in topology.shards if sh.name in adopted}
+    recs = {sh.name: current[sh.name] for sh in topology.shards if sh.name in adopted and sh.name not in stale}
     alerts += _idc_alerts(v.idcs)
     main_city = topology.primary_idc.city
     city_failed = v.cities[main_city] in (Health.DEAD, Health.UNREACHABLE)

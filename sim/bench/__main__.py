@@ -1,13 +1,17 @@
 """Benchmarks that print JSON. Targets are measured here, never asserted by timing in tests.
 
-    python -m sim.bench failover --trials N [--json]   IDC1 process death under write load
+    python -m sim.bench failover [--fault F] --trials N [--json]
+                                                       a fault of IDC1 under write load
     python -m sim.bench probes [--seconds S] [--json]  probe rounds on a lab: probes/s per core
     python -m sim.bench lab [--trials N] [--json]      lab bring-up time
     python -m sim.bench scale --shards 100,1000,5000   the real daemon over the simulated fleet
 
-failover, per trial: a fresh lab, the daemon, the workload; every IDC1 server is SIGKILLed and
-the trial measures detection (fault -> the daemon's decision, from its journal), RTO (fault ->
-first acknowledged write on every shard, from the workload's ledger), lost acknowledged writes,
+failover, per trial: a fresh lab, the daemon, the workload; then the fault (``--fault``):
+kill-idc (every IDC1 server SIGKILLed, the default), isolate-idc (every link of IDC1 down:
+timeouts), freeze-idc (every IDC1 server SIGSTOPped), kill-node (shard1's primary SIGKILLed, its
+IDC alive). The trial measures, over the shards the fault hits, detection (fault -> the daemon's
+decision, from its journal), RTO (fault -> first acknowledged write by a new node on every such
+shard, from the workload's ledger), lost acknowledged writes (every shard),
 and whether semi-sync was verified before writes opened on every shard (journal order, and
 the new primaries' semi-sync status afterwards).
 """
@@ -33,7 +37,31 @@ def _pct(xs: list[float]) -> dict[str, float | None]:
     return {"p50": round(statistics.median(xs), 3), "max": round(max(xs), 3), "min": round(min(xs), 3)}
 
 
-async def _failover_trial(base: Path, k: int, *, warmup: float) -> dict[str, Any]:
+FAULTS = ("kill-idc", "isolate-idc", "freeze-idc", "kill-node")
+
+
+def _fault(lab: Lab, fault: str) -> tuple[float, float, set[str] | None]:
+    """Apply the fault: the wall times just before it began and once it was complete, and the
+    shards it hits (None: every shard)."""
+    from sim import chaos
+
+    if fault == "kill-idc":
+        t0, t1 = kill_idc(lab, "IDC1")
+        return t0, t1, None
+    t0 = time.time()
+    if fault == "isolate-idc":
+        chaos.isolate_idc(lab.workdir, "IDC1")
+    elif fault == "freeze-idc":
+        chaos.freeze_idc(lab.workdir, "IDC1")
+    elif fault == "kill-node":
+        chaos.kill_node(lab.workdir, "shard1-m")  # the home layout's primary of shard1
+        return t0, time.time(), {"shard1"}
+    else:
+        raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+    return t0, time.time(), None
+
+
+async def _failover_trial(base: Path, k: int, *, warmup: float, fault_kind: str = "kill-idc") -> dict[str, Any]:
     from sim.workload import Workload
 
     lab = Lab(base / f"t{k}").up()
@@ -45,15 +73,16 @@ async def _failover_trial(base: Path, k: int, *, warmup: float) -> dict[str, Any
         wl = Workload(lab.config(), user=lab.info["app_user"], password=lab.info["app_password"])
         await wl.start()
         await asyncio.sleep(warmup)
-        fault, killed = await asyncio.to_thread(kill_idc, lab, "IDC1")
-        ok = await wl.wait_all_acked_after(killed, timeout=60)
+        fault, killed, hit = await asyncio.to_thread(_fault, lab, fault_kind)
+        ok = await wl.wait_all_acked_after(killed, timeout=60, shards=hit)
         await asyncio.sleep(1.0)
         await wl.stop()
         shards = await wl.verify(fault_at=fault, fault_over=killed)
+        moved = {s: r for s, r in shards.items() if hit is None or s in hit}
         journal = daemon.journal()
         decisions = [e["ts"] for e in journal if e["event"] == "decision" and e["ts"] > fault]
         order_ok = True
-        for s in shards:
+        for s in moved:
             steps = [e["step"] for e in journal if e["event"] == "step_done" and e.get("shard") == s]
             if (
                 "open_writes" not in steps
@@ -62,14 +91,14 @@ async def _failover_trial(base: Path, k: int, *, warmup: float) -> dict[str, Any
             ):
                 order_ok = False
         recs = daemon.records()
-        rtos = [r["rto_s"] for r in shards.values() if r["rto_s"] is not None]
+        rtos = [r["rto_s"] for r in moved.values() if r["rto_s"] is not None]
         return {
             "trial": k,
             "recovered": ok,
             "detection_s": round(min(decisions) - fault, 3) if decisions else None,
             "kill_s": round(killed - fault, 3),
             "rto_s": round(max(rtos), 3) if ok and rtos else None,
-            "rto_by_shard": {s: r["rto_s"] for s, r in shards.items()},
+            "rto_by_shard": {s: r["rto_s"] for s, r in moved.items()},
             "lost": sum(r["lost"] or 0 for r in shards.values()),
             "lost_unknown": any(r["lost"] is None for r in shards.values()),
             "acked": sum(r["acked"] for r in shards.values()),
@@ -81,18 +110,27 @@ async def _failover_trial(base: Path, k: int, *, warmup: float) -> dict[str, Any
         lab.down()
 
 
-def failover(trials: int, warmup: float) -> dict[str, Any]:
+FAULT_TEXT = {
+    "kill-idc": "SIGKILL of every IDC1 server under write load",
+    "isolate-idc": "every link of IDC1 down (timeouts) under write load",
+    "freeze-idc": "SIGSTOP of every IDC1 server under write load",
+    "kill-node": "SIGKILL of shard1's primary (its IDC alive) under write load",
+}
+
+
+def failover(trials: int, warmup: float, fault: str = "kill-idc") -> dict[str, Any]:
     results = []
     with tempfile.TemporaryDirectory(prefix="idcha-bench-") as tmp:
         for k in range(trials):
-            r = asyncio.run(_failover_trial(Path(tmp), k, warmup=warmup))
+            r = asyncio.run(_failover_trial(Path(tmp), k, warmup=warmup, fault_kind=fault))
             print(json.dumps(r), file=sys.stderr, flush=True)
             results.append(r)
     det = [r["detection_s"] for r in results if r["detection_s"] is not None]
     rto = [r["rto_s"] for r in results if r["rto_s"] is not None]
     return {
         "bench": "failover",
-        "fault": "SIGKILL of every IDC1 server under write load",
+        "fault": FAULT_TEXT[fault],
+        "fault_kind": fault,
         "trials": trials,
         "recovered": sum(1 for r in results if r["recovered"]),
         "detection_s": _pct(det),
@@ -157,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("failover")
     f.add_argument("--trials", type=int, default=5)
     f.add_argument("--warmup", type=float, default=2.0)
+    f.add_argument("--fault", choices=FAULTS, default="kill-idc", help="what happens to IDC1 (default kill-idc)")
     p = sub.add_parser("probes")
     p.add_argument("--seconds", type=float, default=5.0)
     lb = sub.add_parser("lab")
@@ -168,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--json", action="store_true", help="JSON only (the default output is JSON too)")
     a = ap.parse_args(argv)
     if a.bench == "failover":
-        out = failover(a.trials, a.warmup)
+        out = failover(a.trials, a.warmup, a.fault)
     elif a.bench == "probes":
         out = probes(a.seconds)
     elif a.bench == "scale":

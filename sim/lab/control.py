@@ -231,7 +231,7 @@ def teardown(shape: LabShape, workdir: Path) -> list[str]:
         try:
             data = json.loads(pidfile.read_text())
             for pid in [data.get("supervisor"), *data.get("procs", {}).values()]:
-                if pid and _is_ours(int(pid), workdir, shape):
+                if pid and is_ours(int(pid), workdir, shape):
                     _kill(int(pid))
         except (ValueError, OSError):
             pass
@@ -245,7 +245,7 @@ def teardown(shape: LabShape, workdir: Path) -> list[str]:
     return left
 
 
-def _is_ours(pid: int, workdir: Path, shape: LabShape) -> bool:
+def is_ours(pid: int, workdir: Path, shape: LabShape) -> bool:
     """Only signal a process whose command line names this lab: never a server we did not start."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")

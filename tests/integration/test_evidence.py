@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from idc_ha.model.policy import Proof
-from sim.chaos import cut_link, heal_link, isolate_idc, unisolate_idc
+from sim.chaos import cut_controller, heal_partition, partition, reconnect_controller
 from sim.harness import ROOT, Daemon, Lab, kill_idc
 from sim.lab import control
 from tests.integration.helpers import app_conn, ctl_conn, root_sql, sql, writable
@@ -41,7 +41,7 @@ def test_gap1_a_blind_spell_longer_than_the_bound_promotes_nothing(lab: Lab, dae
     """The controller is cut off from IDC1 (which keeps replicating to IDC2) for longer than
     proof.max_blind_s; meanwhile shard1-m's semi-sync timeout is lowered; then IDC1 dies. Nothing
     is promoted, and each shard's not_proven_safe alert says its primary went unwatched."""
-    isolate_idc(lab.workdir, "IDC1")
+    cut_controller(lab.workdir, "IDC1")
     time.sleep(MAX_BLIND_S + 2)
     root_sql(lab, "shard1-m", "SET GLOBAL rpl_semi_sync_master_timeout=500")
     with collector(lab, alerts_topic(lab)) as alerts:
@@ -61,12 +61,12 @@ def test_gap2_a_cut_off_controller_and_a_reconnecting_acker_fail_nothing_over(la
     """The controller cannot reach IDC1 (its primaries are confirmed failing from here), and then
     every acker's IO thread reconnects once (a 3 s cut of IDC1<->IDC2) and one is stopped and
     started by hand: one vantage point plus a blip is no death. No failover, IDC1 keeps writing."""
-    isolate_idc(lab.workdir, "IDC1")
+    cut_controller(lab.workdir, "IDC1")
     try:
         time.sleep(4.5)
-        cut_link(lab.workdir, "IDC1,IDC2")
+        partition(lab.workdir, "IDC1,IDC2")
         time.sleep(3.0)
-        heal_link(lab.workdir, "IDC1,IDC2")
+        heal_partition(lab.workdir, "IDC1,IDC2")
         root_sql(lab, "meta-sx", "STOP SLAVE IO_THREAD")
         time.sleep(1.0)
         root_sql(lab, "meta-sx", "START SLAVE IO_THREAD")
@@ -78,7 +78,7 @@ def test_gap2_a_cut_off_controller_and_a_reconnecting_acker_fail_nothing_over(la
             ro = root_sql(lab, f"{s}-m", "SELECT @@read_only AS ro")[0][0]["ro"]
             assert int(ro) == 0, f"{s}-m was fenced"
     finally:
-        unisolate_idc(lab.workdir, "IDC1")
+        reconnect_controller(lab.workdir, "IDC1")
     time.sleep(1.0)
     assert all(writable(lab, f"{s}-m") for s in SHARDS)
 
@@ -88,7 +88,7 @@ def test_gap4_commits_waiting_when_the_link_went_first_do_not_block_the_failover
     come), then IDC1 is killed: every shard fails over within 30 s with no acknowledged write lost."""
 
     def fault() -> tuple[float, float]:
-        cut_link(lab.workdir, "IDC1,IDC2")
+        partition(lab.workdir, "IDC1,IDC2")
         time.sleep(5.0)
         return kill_idc(lab, "IDC1")
 

@@ -8,7 +8,7 @@ import time
 
 import pymysql
 
-from sim.chaos import cut_idc, heal_idc
+from sim.chaos import heal_idc, isolate_idc
 from sim.harness import Daemon, Lab
 from tests.integration.helpers import MqttCollector, app_conn, sql, writable
 from tests.integration.test_failover import wait_all_in_idc2
@@ -28,7 +28,7 @@ def wait_until(pred: object, timeout: float, what: str) -> None:
 def test_partitioned_primaries_fail_over_and_are_fenced_when_the_link_returns(lab: Lab, daemon: Daemon) -> None:
     """IDC1 cut off (servers alive, writable): its shards move to IDC2; on heal the old primaries turn read-only."""
     assert all(writable(lab, f"{s}-m") for s in SHARDS)
-    cut_idc(lab.workdir, "IDC1")
+    isolate_idc(lab.workdir, "IDC1")
     wait_all_in_idc2(daemon, "every shard in IDC2 after the cut")
     heal_idc(lab.workdir, "IDC1")
     wait_until(lambda: all(writable(lab, f"{s}-m") is False for s in SHARDS), 15, "old primaries fenced")
@@ -45,7 +45,7 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
     c.close()
     m = lab.node("shard1-m")
     peer_ns = next(n["netns"] for n in lab.info["nodes"] if n["machine"] != m["machine"] and n["idc"] == "IDC1")
-    cut_idc(lab.workdir, "IDC1")
+    isolate_idc(lab.workdir, "IDC1")
     # A client inside IDC1 still reaches the old primary: its commit waits for an ack that cannot come.
     stranded = subprocess.Popen(
         [
