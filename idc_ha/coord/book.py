@@ -50,16 +50,22 @@ class RecordBook:
         return dict(self._recs)
 
     def written_since(self, version: int) -> frozenset[ShardName]:
-        """The shards whose record was written after ``self.version`` was ``version``: the tick
-        notes the version before its probe round, and an observation from that round may predate
-        these records (an operation's step committed while the round ran)."""
+        """The shards whose record changed in what the sync state, the proof, the rules and drift
+        judge observations against after ``self.version`` was ``version``: the tick notes the
+        version before its probe round, and an observation from that round may predate these
+        records (an operation's step committed while the round ran). A write of only
+        ``fence_pending``, ``reason`` or ``updated_wall`` (the Fencer's, on a shard with no
+        operation) does not count: marking it would make the tick skip that shard's evidence, and
+        a shard waiting for its failover must not lose a round of its watch (review 6, F1)."""
         return frozenset(s for s, v in self._written.items() if v > version)
 
     def _remember(self, records: tuple[ShardRecord, ...]) -> None:
         self.version += 1
         for r in records:
+            old = self._recs.get(r.shard)
             self._recs[r.shard] = r
-            self._written[r.shard] = self.version
+            if old is None or _judged(old) != _judged(r):
+                self._written[r.shard] = self.version
 
     def _check(self) -> None:
         if self.failed is not None:
@@ -112,3 +118,11 @@ class RecordBook:
                     fut.set_result(None)
         finally:
             self._syncing = False
+
+
+_NOT_JUDGED = frozenset({"fence_pending", "reason", "updated_wall"})
+_JUDGED = tuple(f for f in ShardRecord.model_fields if f not in _NOT_JUDGED)
+
+
+def _judged(r: ShardRecord) -> tuple[object, ...]:
+    return tuple(getattr(r, f) for f in _JUDGED)

@@ -53,8 +53,9 @@ def decide(
 ) -> Decision:
     """Decide one tick. ``history`` is oldest first and ends with this tick's snapshot; ``memory``
     is what the previous tick's Decision returned (None for a controller that just started).
-    ``stale``: shards whose record was written after the newest snapshot's round began (an
-    operation's step); no snapshot of the history is evidence about such a record, so these
+    ``stale``: shards whose record was written after the oldest fresh snapshot's round began (an
+    operation's step; the daemon passes one snapshot, and the book leaves out writes of only
+    ``fence_pending``); no snapshot of the history is evidence about such a record, so these
     shards are left as they are this tick: no sync-state change, no adoption change, no contact
     or ack watch folded, no rule, no drift (a new primary seen before its semi-sync was switched
     on must not be recorded ASYNC, nor its acker re-armed).

@@ -86,6 +86,25 @@ def test_the_book_names_what_was_written_after_a_point(tmp_path: Path) -> None:
         store.release()
 
 
+def test_a_fencer_write_does_not_make_a_shard_stale(tmp_path: Path) -> None:
+    """The Fencer's write on a shard with no operation changes only fence_pending (and the reason
+    and time): nothing an observation is judged against. Marking it skipped a round of the
+    shard's watch, and a shard waiting for its failover could then be refused as unwatched for
+    good (review 6, F1: an acker's lost-link run restarted after two rounds unseen)."""
+    store = FileStore(tmp_path / "state")
+    try:
+        book = RecordBook(store)
+        rec = record(TOPO, "shard1").model_copy(update={"fence_pending": (NodeName("shard1-ms"),)})
+        book.put(rec)
+        v = book.version
+        book.put(rec.model_copy(update={"fence_pending": (), "reason": "fenced", "updated_wall": WALL + 5}))
+        assert book.written_since(v) == frozenset()
+        book.put(rec.model_copy(update={"sync": SyncState.ASYNC}))
+        assert book.written_since(v) == {"shard1"}
+    finally:
+        store.release()
+
+
 async def test_the_daemon_marks_a_record_written_during_its_round(tmp_path: Path) -> None:
     """The real daemon over the fleet: a step's record lands while the round runs; that shard is
     not decided on that round, the others are."""
@@ -98,7 +117,8 @@ async def test_the_daemon_marks_a_record_written_during_its_round(tmp_path: Path
         async def round_with_a_step() -> Snapshot:
             snap = await real_round()
             rec: ShardRecord = d.book.get(S1) or record(TOPO, S1)
-            await d.book.commit(rec.model_copy(update={"reason": "a step committed mid-round"}))
+            other = SyncState.ASYNC if rec.sync != SyncState.ASYNC else SyncState.UNKNOWN
+            await d.book.commit(rec.model_copy(update={"sync": other, "reason": "a step mid-round"}))
             return snap
 
         fleet.round = round_with_a_step  # type: ignore[method-assign]
