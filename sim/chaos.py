@@ -193,29 +193,30 @@ def machine_nodes(shape: LabShape, machine: str) -> list[str]:
     return names
 
 
+def _stop_or_continue(workdir: Path, action: str, target: str, signum: int) -> dict[str, Any]:
+    """SIGSTOP (freeze-*) or SIGCONT (thaw-*) every server of an IDC or of a machine."""
+    shape = control.load(workdir)
+    key = "idc" if action.endswith("-idc") else "machine"
+    names = idc_nodes(shape, target) if key == "idc" else machine_nodes(shape, target)
+    t = time.time()
+    return {"action": action, key: target, "nodes": _signal(workdir, names, signum), "at": t}
+
+
 def freeze_idc(workdir: Path, idc: str) -> dict[str, Any]:
     """SIGSTOP every server of the IDC: connections stay open and nothing answers (a hung host)."""
-    names = idc_nodes(control.load(workdir), idc)
-    t = time.time()
-    return {"action": "freeze-idc", "idc": idc, "nodes": _signal(workdir, names, signal.SIGSTOP), "at": t}
+    return _stop_or_continue(workdir, "freeze-idc", idc, signal.SIGSTOP)
 
 
 def thaw_idc(workdir: Path, idc: str) -> dict[str, Any]:
-    names = idc_nodes(control.load(workdir), idc)
-    t = time.time()
-    return {"action": "thaw-idc", "idc": idc, "nodes": _signal(workdir, names, signal.SIGCONT), "at": t}
+    return _stop_or_continue(workdir, "thaw-idc", idc, signal.SIGCONT)
 
 
 def freeze_machine(workdir: Path, machine: str) -> dict[str, Any]:
-    names = machine_nodes(control.load(workdir), machine)
-    t = time.time()
-    return {"action": "freeze-machine", "machine": machine, "nodes": _signal(workdir, names, signal.SIGSTOP), "at": t}
+    return _stop_or_continue(workdir, "freeze-machine", machine, signal.SIGSTOP)
 
 
 def thaw_machine(workdir: Path, machine: str) -> dict[str, Any]:
-    names = machine_nodes(control.load(workdir), machine)
-    t = time.time()
-    return {"action": "thaw-machine", "machine": machine, "nodes": _signal(workdir, names, signal.SIGCONT), "at": t}
+    return _stop_or_continue(workdir, "thaw-machine", machine, signal.SIGCONT)
 
 
 def _link(workdir: Path, machine: str, state: str) -> dict[str, Any]:
