@@ -135,7 +135,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from idc_ha import logs
-    from idc_ha.daemon import Daemon, settle_memory
+    from idc_ha.daemon import Daemon
+    from idc_ha.process import settle_memory
 
     logs.setup()
     try:

@@ -17,10 +17,8 @@ Tasks (all named, all supervised: a crash is logged and the task restarted after
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -48,6 +46,7 @@ from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.snapshot import Observer
 from idc_ha.ports import Admin, Clock, Prober, Store, SystemClock
+from idc_ha.process import sd_notify
 from idc_ha.view import TickView, tick_view
 
 log = structlog.get_logger("idc_ha.daemon")
@@ -55,34 +54,6 @@ log = structlog.get_logger("idc_ha.daemon")
 OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
 OP_RETRY_MAX_S = 30.0
 ROUND_GAP_S = 0.8 * ACKER_GAP_S  # the rest after a tick never puts two probe rounds further apart
-GC_YOUNG = 20_000  # allocations between young collections (CPython's default is 700)
-
-
-def settle_memory() -> None:
-    """Called by ``idc-ha run`` once the daemon is built (process-wide, so not by ``Daemon`` itself:
-    a test process builds many). What exists now (config, topology, modules) is moved out
-    of the cyclic collector's sight, and young objects are collected less often. A full collection
-    scans every tracked object; with the default settings the scale bench spent 12.6 s of a 40 s
-    failover of 5,000 shards in the collector, 3.4 s (and a 20 s failover) with these. Cycles are
-    still collected."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, 20, 10)
-
-
-def sd_notify(msg: str) -> None:
-    """Tell systemd (Type=notify) about readiness; a no-op outside systemd."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(addr)
-            s.sendall(msg.encode())
-        except OSError:
-            pass
 
 
 class Daemon:

@@ -110,7 +110,7 @@ def decide(
             if new.sync != rec.sync:
                 alerts.append(sync_alert(new, before=rec.sync))
             current[s] = new
-        carried = {s: c for s, c in seen.items() if s in stale}  # kept as they were, unfolded
+        carried = {s: seen[s] for s in stale if s in seen}  # kept as they were, unfolded
         watched = {s: current[s] for s in adopted if s not in stale}
         seen = {**update_contacts(seen, (fs,), watched, max_blind_s=policy.proof.max_blind_s), **carried}
 

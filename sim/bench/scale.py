@@ -30,13 +30,13 @@ from typing import Any
 import idc_ha.daemon as daemon_module
 from idc_ha import logs
 from idc_ha.clock import boottime
-from idc_ha.daemon import settle_memory
 from idc_ha.model.config import Config
 from idc_ha.model.ids import SyncState
 from idc_ha.model.policy import Policy
 from idc_ha.model.problems import problems
 from idc_ha.model.topology import Topology
 from idc_ha.notify.alerts import MemoryAlertSink
+from idc_ha.process import settle_memory
 from sim.fleet import Fleet, daemon_on
 from sim.layout import home_layout
 

@@ -31,7 +31,9 @@ def app_conn(lab: Lab, node: str, *, read_timeout: float = 10) -> pymysql.connec
     )
 
 
-def ctl_conn(lab: Lab, node: str) -> pymysql.connections.Connection:
+def ctl_conn(
+    lab: Lab, node: str, *, connect_timeout: float = 2, read_timeout: float = 10
+) -> pymysql.connections.Connection:
     cfg = lab.config()
     n = lab.node(node)
     pw = cfg.credentials.password.get_secret_value() if cfg.credentials.password else ""
@@ -40,9 +42,9 @@ def ctl_conn(lab: Lab, node: str) -> pymysql.connections.Connection:
         port=n["port"],
         user=cfg.credentials.user,
         password=pw,
-        connect_timeout=2,
-        read_timeout=10,
-        write_timeout=10,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        write_timeout=read_timeout,
         autocommit=True,
     )
 

@@ -27,18 +27,8 @@ def chaos(lab: Lab, *args: str, timeout: float = 30) -> subprocess.CompletedProc
 
 def answers(lab: Lab, node: str, *, timeout: float = 1.0) -> bool:
     """Whether ``node`` answers a query within ``timeout`` (connect and read)."""
-    n = lab.node(node)
-    cfg = lab.config()
     try:
-        conn = pymysql.connect(
-            host=n["host"],
-            port=n["port"],
-            user=cfg.credentials.user,
-            password=cfg.credentials.password.get_secret_value() if cfg.credentials.password else "",
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            write_timeout=timeout,
-        )
+        conn = ctl_conn(lab, node, connect_timeout=timeout, read_timeout=timeout)
     except pymysql.err.OperationalError:
         return False
     try:
