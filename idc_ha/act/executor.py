@@ -34,6 +34,7 @@ from idc_ha.decide.layout import layout_after
 from idc_ha.decide.plan import (
     AnyStep,
     ArmAcker,
+    CatchUp,
     CommitLayout,
     Detach,
     EnableMasterSemisync,
@@ -41,6 +42,7 @@ from idc_ha.decide.plan import (
     OpenWrites,
     PublishRouting,
     RecordPromotionPoint,
+    Repoint,
     ShardPlan,
     StartReplica,
     StopReceiving,
@@ -159,7 +161,17 @@ class Executor:
             return await self._arm_acker(step.node, step.source)
         raise StepFailed(f"{step.kind} is not a reconcile step")
 
+    def _change_master(self, source: NodeName) -> str:
+        host, port = self.admin.address(source)
+        return change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
+
     async def _step(self, shard: ShardName, op_id: str, step: AnyStep) -> str:
+        if isinstance(step, StopReceiving | WaitRelayApplied | CatchUp):
+            rec, op = self._op(shard, op_id)
+            if rec.primary == op.target:
+                # Resumed after the layout was committed: the nodes now replicate from the new
+                # primary, and stopping them again would only hold its commits back.
+                return f"layout committed at epoch {rec.epoch}; nothing to settle"
         match step:
             case Fence():
                 return await self._fence(shard, op_id, step.node)
@@ -171,8 +183,19 @@ class Executor:
                 )
             case RecordPromotionPoint():
                 return await self._record_point(shard, op_id, step.node)
+            case CatchUp():
+                return await relaylog.catch_up(
+                    self.admin,
+                    step.node,
+                    step.source,
+                    self._change_master(step.source),
+                    self._stuck,
+                    timeout_s=self.x.relay_apply_timeout_s,
+                )
             case Detach():
                 return await relaylog.detach(self.admin, step.node)
+            case Repoint():
+                return await self._repoint(step.node, step.source)
             case EnableMasterSemisync():
                 await self.admin.run(step.node, *MASTER_ON)
                 return "semi-sync master on, AFTER_SYNC, timeout never"
@@ -267,8 +290,21 @@ class Executor:
             # The semi-sync role is negotiated when the IO thread connects. This node is not
             # being promoted, so re-fetching its relay log from the source is harmless.
             stmts += ["STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"]
+            if o.replica is not None and not o.replica.sql_ok:
+                # A plan resumed after a crash between CHANGE MASTER and START SLAVE: the node's
+                # relay log was applied before it was repointed (the reconcile path refuses this).
+                stmts.append("START SLAVE SQL_THREAD")
         await self.admin.run(node, *stmts)
         return f"semi-sync slave on, IO reconnected to {source}"
+
+    async def _repoint(self, node: NodeName, source: NodeName) -> str:
+        o = await self.admin.observe(node)
+        if o.replica is not None and o.source == source and not o.replica.io_stopped:
+            return f"already replicating from {source}"
+        if o.replica is not None and not relaylog.all_applied(o):
+            raise StepFailed(f"{node}: its relay log is not applied yet; not switching its source", node=node)
+        await self.admin.run(node, "STOP SLAVE", self._change_master(source), "START SLAVE")
+        return f"replicating from {source}"
 
     async def _verify(self, primary: NodeName, ackers: tuple[NodeName, ...]) -> str:
         deadline = time.monotonic() + self.x.semisync_verify_timeout_s

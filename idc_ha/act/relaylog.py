@@ -247,3 +247,51 @@ async def start_replica(admin: Admin, node: NodeName, change_master: str, stuck:
     # Everything received is applied: restarting the IO thread may now discard the relay log.
     await admin.run(node, "STOP SLAVE", change_master, "START SLAVE")
     return f"{applied_note}; replication started in GTID mode"
+
+
+async def catch_up(
+    admin: Admin, node: NodeName, source: NodeName, change_master: str, stuck: Stuck, *, timeout_s: float
+) -> str:
+    """Until ``node`` holds everything ``source`` holds: replicate from ``source`` (whose IO thread
+    is stopped, its relay log applied) if it lacks some, then stop replicating. ``node``'s own
+    relay log was applied first (``wait_applied``): switching its source discards it."""
+    src = await admin.observe(source)
+    want = src.received()
+    o = await admin.observe(node)
+    if o.gtid_current_pos.contains(want):
+        if o.replica is not None and o.source == source and not o.replica.io_stopped:
+            await admin.run(node, "STOP SLAVE")
+        return f"holds {o.gtid_current_pos}, all {source} received ({want})"
+    if o.replica is None:
+        stuck(
+            node,
+            f"{node} is detached and holds {o.gtid_current_pos}, not all {source} received ({want})",
+            f"compare the GTIDs of {node} and {source} by hand; promote only the one holding every acked commit",
+        )
+    if o.source != source or o.replica.io_stopped:
+        # Resumed after a crash, the IO thread may be stopped while pointing at the acker already.
+        if not all_applied(o):
+            raise StepFailed(f"{node}: its relay log is not applied yet; not switching its source", node=node)
+        await admin.run(node, "STOP SLAVE", change_master, "START SLAVE")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        o = await admin.observe(node)
+        if o.gtid_current_pos.contains(want):
+            await admin.run(node, "STOP SLAVE")
+            return f"caught up from {source} to {o.gtid_current_pos}"
+        r = o.replica
+        if r is not None and (r.last_sql_errno or (r.io_stopped and r.last_io_errno)):
+            stuck(
+                node,
+                f"{node} cannot catch up from {source}: IO error {r.last_io_errno} {r.last_io_error[:120]}; "
+                f"SQL error {r.last_sql_errno} {r.last_sql_error[:120]}",
+                "fix replication by hand; the failover resumes once the candidate holds all the acker received",
+            )
+        if time.monotonic() > deadline:
+            stuck(
+                node,
+                f"{node} has not caught up from {source} after {timeout_s:.0f} s (holds {o.gtid_current_pos}, "
+                f"needs {want})",
+                "the failover keeps waiting; check the candidate's replication from the acker",
+            )
+        await asyncio.sleep(0.02)

@@ -23,23 +23,30 @@ def layout_after(
     """The record once ``op`` has moved the primary to ``op.target``.
 
     The old primary and every replica hanging off it leave the layout (``out``) and are fenced
-    on return; whatever replicated from the target keeps doing so. Sync state is NODE_SAFE: the
-    new ackers sit in the new primary's IDC.
+    on return, except those the operation repoints to the target (``op.repoint``); whatever
+    replicated from the target keeps doing so. Sync state is NODE_SAFE when the new ackers sit in
+    the new primary's IDC (an IDC failover), IDC_SAFE when they are outside it (a node failover
+    that keeps the acker).
     """
     gone = {op.old_primary}
     grew = True
     while grew:  # everything hanging off the old primary, directly or through others, except the target
-        more = {r for r, up in rec.upstreams.items() if up in gone and r != op.target and r not in gone}
+        more = {
+            r
+            for r, up in rec.upstreams.items()
+            if up in gone and r != op.target and r not in gone and r not in op.repoint
+        }
         gone |= more
         grew = bool(more)
-    ups = {r: up for r, up in rec.upstreams.items() if r not in gone and r != op.target}
+    kept = (r for r in rec.upstreams if r not in gone and r != op.target)
+    ups = {r: (op.target if r in op.repoint else rec.upstreams[r]) for r in kept}
     out = tuple(sorted((set(rec.out) | gone) - {op.target}))
     fence = (set(rec.fence_pending) | gone | set(op.fence)) - {op.target}
-    idc_same = all(t.idc_of(a) == t.idc_of(op.target) for a in op.new_ackers)
+    away = bool(op.new_ackers) and all(t.idc_of(a) != t.idc_of(op.target) for a in op.new_ackers)
     return rec.model_copy(
         update={
             "epoch": rec.epoch + 1,
-            "sync": SyncState.NODE_SAFE if idc_same else SyncState.IDC_SAFE,
+            "sync": SyncState.IDC_SAFE if away else SyncState.NODE_SAFE,
             "primary": op.target,
             "ackers": op.new_ackers,
             "upstreams": ups,

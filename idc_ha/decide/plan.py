@@ -14,6 +14,10 @@ An IDC failover of one shard is, in order (see docs/failover.md for why each ste
 10. ``OpenWrites``           read_only=OFF on the new primary
 11. ``PublishRouting``       retained routing message with the new epoch
 
+A node failover onto the local candidate (``plans.node_failover``) fixes and applies the acker's
+relay log, then the candidate's, catches the candidate up from the acker (``CatchUp``), promotes
+it and repoints the acker to it (``ArmAcker``) and any other replica (``Repoint``).
+
 Every step is idempotent; the executor may run a plan again from the top after a crash.
 """
 
@@ -95,6 +99,24 @@ class PublishRouting(Step):
     node: NodeName
 
 
+class CatchUp(Step):
+    """Node failover: the local candidate comes to hold everything ``source`` (the acker, whose IO
+    thread is stopped) holds, replicating from it if it is behind; then stops replicating."""
+
+    kind: Literal["catch_up"] = "catch_up"
+    node: NodeName
+    source: NodeName
+
+
+class Repoint(Step):
+    """A replica of the old primary that stays in the layout (not an acker) replicates from the
+    new primary; its relay log was applied first (``WaitRelayApplied``)."""
+
+    kind: Literal["repoint"] = "repoint"
+    node: NodeName
+    source: NodeName
+
+
 class StartReplica(Step):
     """Start a replica a restart left stopped (``skip-slave-start``): relay log first, then both
     threads in GTID mode on ``source``. A reconcile step, never part of a failover plan."""
@@ -116,6 +138,8 @@ AnyStep = (
     | CommitLayout
     | OpenWrites
     | PublishRouting
+    | CatchUp
+    | Repoint
     | StartReplica
 )
 

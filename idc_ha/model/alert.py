@@ -26,6 +26,7 @@ class AlertKind(StrEnum):
     FAILOVER_STARTED = "failover_started"
     FAILOVER_DONE = "failover_done"
     FAILOVER_STUCK = "failover_stuck"
+    MOVED_IDC = "moved_idc"  # a node failover had to promote the acker: the shard left its IDC
     DRIFT = "drift"
     FENCED = "fenced"
     FENCE_BLOCKED = "fence_blocked"

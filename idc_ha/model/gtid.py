@@ -117,6 +117,15 @@ class GtidPos:
             return True
         return all(self.relation(other, d) in (Relation.EQUAL, Relation.AHEAD) for d in other.domains)
 
+    def lacks(self, other: GtidPos) -> int:
+        """How many transactions self is short of other, by sequence numbers per domain (0 when
+        it contains it). A measure of catch-up work; divergence is ``contains``'s question."""
+        n = 0
+        for g in other.by_domain:
+            mine = self.domain(g.domain)
+            n += max(0, g.seq - (mine.seq if mine else 0))
+        return n
+
     def past(self, point: GtidPos) -> frozenset[int]:
         """The domains in which self holds something the promotion point does not.
 

@@ -58,6 +58,10 @@ class Proof(Section):
 
 class Rules(Section):
     auto_idc_failover: bool = True
+    auto_node_failover: bool = True
+    # Node failover promotes the local candidate (MS) only if it has at most this many
+    # transactions left to apply (from its own relay log and from the acker); else the acker.
+    node_failover_max_lag_tx: int = Field(10000, ge=0)
 
 
 class Execution(Section):

@@ -21,7 +21,8 @@ class Rec(BaseModel):
 
 
 class OpKind(StrEnum):
-    IDC_FAILOVER = "idc_failover"
+    IDC_FAILOVER = "idc_failover"  # the primary's IDC is down: promote its acker in the standby IDC
+    NODE_FAILOVER = "node_failover"  # the primary is dead, its IDC alive: promote MS (or Sx, alerted)
 
 
 class Operation(Rec):
@@ -39,6 +40,11 @@ class Operation(Rec):
     fence: tuple[NodeName, ...] = ()  # nodes made read-only first: the old primary and any stray writable node
     seen_received: GtidPos | None = None  # what the target had received when the proof was made
     promotion_point: GtidPos | None = None  # the target's received position, recorded before detaching it
+    # Node failover onto a local candidate: the acker whose received position the target must
+    # hold (the target catches up from it first), and the replicas moved from the old primary
+    # to the target (the acker among them: it stays the acker).
+    via: NodeName | None = None
+    repoint: tuple[NodeName, ...] = ()
     steps_done: tuple[str, ...] = ()
 
 

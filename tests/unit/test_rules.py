@@ -194,7 +194,7 @@ SCENARIOS: dict[str, Scenario] = {
     "primary-unreachable-without-witness": Scenario(
         lost(TOPO, H, ["shard1-m"], witnessed=False), (), every(K.PRIMARY_UNREACHABLE, "shard1")
     ),
-    "primary-dead-idc-up": Scenario(lost(TOPO, H, ["shard1-m"]), (), every(K.PRIMARY_UNREACHABLE, "shard1")),
+    "primary-dead-idc-up": Scenario(lost(TOPO, H, ["shard1-m"]), ("shard1",), every(K.FAILOVER_STARTED, "shard1")),
     "primary-suspect": Scenario(steady(IDC1_DOWN, seconds=1.0, rounds=3), (), set()),
     "empty-store-idc1-dead": Scenario(steady(IDC1_DOWN), (), IDC_DOWN | every(K.UNADOPTED), recs={}),
     # A fresh controller adopts the home layout as UNKNOWN and proves it from what it watches.

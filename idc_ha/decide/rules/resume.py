@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from idc_ha.decide.plan import Fence, ShardPlan
-from idc_ha.decide.plans import failover_plan
+from idc_ha.decide.plans import plan_for
 from idc_ha.decide.rules.base import Outcome, ShardView, writable_strays
 
 
@@ -19,7 +19,7 @@ def rule(v: ShardView) -> Outcome | None:
     if last is not None and _fences(last) == fence and last.reason == op.reason:
         plan = last  # the same operation and the same nodes to fence: the same plan
     else:
-        plan = failover_plan(op, also_fence=fence)
+        plan = plan_for(op, also_fence=fence)
     return Outcome(reason=f"resuming {op.kind} {op.id}: {op.reason}", plan=plan)
 
 

@@ -1,0 +1,134 @@
+"""decide() when one primary node dies and its IDC stays up: the local candidate (MS) is promoted
+inside the IDC with the acker kept, or the acker with an alert, or nothing and why."""
+
+from __future__ import annotations
+
+from idc_ha.decide.layout import layout_after
+from idc_ha.decide.plan import (
+    ArmAcker,
+    CatchUp,
+    CommitLayout,
+    Detach,
+    EnableMasterSemisync,
+    Fence,
+    OpenWrites,
+    PublishRouting,
+    RecordPromotionPoint,
+    StopReceiving,
+    VerifySemisync,
+    WaitRelayApplied,
+)
+from idc_ha.model.gtid import GtidPos
+from idc_ha.model.ids import NodeName, SyncState
+from idc_ha.model.policy import Policy, Rules
+from idc_ha.model.state import Control, OpKind
+
+from .builders import TOPO, changed, down, lost, pos, record, records, with_replica
+from .test_rules import H, K, async_on, run
+
+M, MS, SX, CAS, REM = (NodeName(f"shard1-{r}") for r in ("m", "ms", "sx", "cas", "rem"))
+M_DEAD = lost(TOPO, H, [M])
+
+
+def test_primary_dead_promotes_the_local_candidate_keeping_the_acker() -> None:
+    d = run(M_DEAD)
+    [plan] = d.plans
+    op = d.records["shard1"].op
+    assert op is not None and op.kind == OpKind.NODE_FAILOVER
+    assert (op.old_primary, op.target, op.via, op.new_ackers, op.repoint) == (M, MS, SX, (SX,), (SX,))
+    assert [(type(s), getattr(s, "node", None) or getattr(s, "primary", None)) for s in plan.steps] == [
+        (Fence, M),
+        (StopReceiving, SX),
+        (WaitRelayApplied, SX),
+        (StopReceiving, MS),
+        (WaitRelayApplied, MS),
+        (CatchUp, MS),
+        (RecordPromotionPoint, MS),
+        (Detach, MS),
+        (EnableMasterSemisync, MS),
+        (ArmAcker, SX),
+        (VerifySemisync, MS),
+        (CommitLayout, MS),
+        (OpenWrites, MS),
+        (PublishRouting, MS),
+    ]
+    catch = plan.steps[5]
+    assert isinstance(catch, CatchUp) and catch.source == SX
+    assert [p.shard for p in d.plans] == ["shard1"]
+    assert {(a.kind, a.shard) for a in d.alerts} == {(K.FAILOVER_STARTED, "shard1")}
+
+
+def test_the_layout_after_a_node_failover_keeps_the_acker_and_is_idc_safe() -> None:
+    d = run(M_DEAD)
+    op = d.records["shard1"].op
+    assert op is not None
+    new = layout_after(record(TOPO, "shard1"), op, TOPO, point=pos(TOPO, "shard1"), baseline=None, wall=1.0)
+    assert (new.epoch, new.primary, new.ackers, new.sync) == (2, MS, (SX,), SyncState.IDC_SAFE)
+    assert new.upstreams == {SX: MS, CAS: SX, REM: SX}
+    assert new.out == (M,) and M in new.fence_pending
+
+
+def test_a_local_candidate_behind_the_acker_is_still_chosen_and_caught_up() -> None:
+    """MS received less than Sx (within the lag limit): MS is the target; CatchUp brings it level."""
+    behind = pos(TOPO, "shard1", 90)
+    nodes = changed(M_DEAD, MS, gtid_current_pos=behind, gtid_slave_pos=behind)
+    nodes = with_replica(nodes, MS, gtid_io_pos=behind)
+    d = run(nodes)
+    op = d.records["shard1"].op
+    assert op is not None and op.target == MS and op.seen_received == pos(TOPO, "shard1")
+
+
+def test_a_local_candidate_past_the_lag_limit_gives_way_to_the_acker_with_an_alert() -> None:
+    behind = pos(TOPO, "shard1", 90)
+    nodes = changed(M_DEAD, MS, gtid_current_pos=behind, gtid_slave_pos=behind)
+    nodes = with_replica(nodes, MS, gtid_io_pos=behind)
+    d = run(nodes, policy=Policy(rules=Rules(node_failover_max_lag_tx=5)))
+    op = d.records["shard1"].op
+    assert op is not None and (op.kind, op.target, op.via) == (OpKind.NODE_FAILOVER, SX, None)
+    assert op.new_ackers == (CAS,)
+    [moved] = [a for a in d.alerts if a.kind == K.MOVED_IDC]
+    assert "10 transactions to apply" in moved.reason and "node_failover_max_lag_tx" in moved.reason
+
+
+def test_an_unreachable_local_candidate_gives_way_to_the_acker() -> None:
+    nodes = {**M_DEAD, MS: down(MS)}
+    d = run(nodes)
+    op = d.records["shard1"].op
+    assert op is not None and op.target == SX
+    [moved] = [a for a in d.alerts if a.kind == K.MOVED_IDC]
+    assert "unreachable" in moved.reason
+
+
+def test_a_local_candidate_with_another_history_gives_way_to_the_acker() -> None:
+    other = GtidPos.parse("0-999-100")  # the same sequence number from another server
+    nodes = changed(M_DEAD, MS, gtid_current_pos=other, gtid_slave_pos=other)
+    nodes = with_replica(nodes, MS, gtid_io_pos=other)
+    d = run(nodes)
+    op = d.records["shard1"].op
+    assert op is not None and op.target == SX
+    assert any(a.kind == K.MOVED_IDC and "different histories" in a.reason for a in d.alerts)
+
+
+def test_no_failover_while_a_replica_still_receives_from_the_primary() -> None:
+    """The controller and Sx lost M, but MS still has its IO thread connected: a partition around
+    M, not a dead M. No plan; an alert says who still receives."""
+    nodes = changed(M_DEAD, MS, replica=H[MS].replica)
+    d = run(nodes)
+    assert d.plans == ()
+    assert "still receives" in d.reasons["shard1"]
+    assert any(a.kind == K.PRIMARY_UNREACHABLE and MS in a.reason for a in d.alerts)
+
+
+def test_paused_rule_off_and_unproven_shards_are_not_touched() -> None:
+    assert run(M_DEAD, control=Control(paused=True)).plans == ()
+    off = run(M_DEAD, policy=Policy(rules=Rules(auto_node_failover=False)))
+    assert off.plans == () and any(a.kind == K.RULE_DISABLED for a in off.alerts)
+    unproven = run(M_DEAD, records(TOPO, shard1=SyncState.ASYNC), before=async_on(H, M))
+    assert unproven.plans == ()
+    assert any(a.kind == K.NOT_PROVEN_SAFE and a.shard == "shard1" for a in unproven.alerts)
+
+
+def test_an_unwitnessed_primary_loss_is_only_an_alert() -> None:
+    d = run(lost(TOPO, H, [M], witnessed=False))
+    assert d.plans == ()
+    assert any(a.kind == K.PRIMARY_UNREACHABLE for a in d.alerts)
