@@ -35,15 +35,19 @@ async def run_workload_through(
     warmup: float = 2.0,
     recover_timeout: float = RTO_PROMISE_S,
     expect_recovery: bool = True,
+    moving: set[str] | None = None,
 ) -> tuple[dict[str, dict[str, object]], float, bool]:
-    """Write to every shard, call ``fault()`` (returns (start, end) wall times), wait for writes on
-    every shard after it, then verify the ledger. Returns (per-shard report, fault time, recovered)."""
+    """Write to every shard, call ``fault()`` (returns (start, end) wall times), wait for writes
+    on a new node of every shard (of ``moving``, default all) after it, then verify the ledger.
+    Returns (per-shard report, fault time, recovered)."""
     wl = Workload(lab.config(), user=lab.info["app_user"], password=lab.info["app_password"])
     await wl.start()
     try:
         await asyncio.sleep(warmup)
         start, end = await asyncio.to_thread(fault)  # type: ignore[arg-type]
-        recovered = await wl.wait_all_acked_after(end, timeout=recover_timeout) if expect_recovery else False
+        recovered = (
+            await wl.wait_all_acked_after(end, timeout=recover_timeout, shards=moving) if expect_recovery else False
+        )
         await asyncio.sleep(0.5)
     finally:
         await wl.stop()
