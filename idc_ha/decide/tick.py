@@ -11,7 +11,7 @@ Pure: no I/O, no clock. In order:
 5. the safety invariants, plan by plan (``invariants``): a violating plan is dropped with a
    critical alert, the other shards go on; then the whole decision is checked again;
 6. drift (``drift``) for adopted shards with no operation: alerts, fences, and the few
-   corrective steps that are always safe.
+   corrective steps that are always safe; and commits stuck waiting for an ack (``stuck``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, ShardPlan
 from idc_ha.decide.rules import ShardView, run_rules
+from idc_ha.decide.stuck import stuck_commits
 from idc_ha.decide.syncstate import next_record, remember_boot
 from idc_ha.decide.tracks import fold
 from idc_ha.decide.verdicts import Health, assess, latch
@@ -136,7 +137,12 @@ def decide(
 
     plans: list[ShardPlan] = []
     plan_cache: dict[str, ShardPlan] = {}
+    epochs = dict(mem.epochs)
     for s, rec in recs.items():
+        seen_epoch = epochs.get(s)
+        if seen_epoch is None or seen_epoch[0] != rec.epoch:
+            # A new epoch seen by this process starts the anti-flap window; the one found at start does not.
+            epochs[s] = (rec.epoch, snap.taken_at if seen_epoch is not None else None)
         view = ShardView(
             rec=rec,
             snap=snap,
@@ -149,6 +155,7 @@ def decide(
             main_city=main_city,
             city_failed=city_failed,
             plans=mem.plans,
+            moved_at=epochs[s][1],
         )
         out = run_rules(view)
         reasons[s] = out.reason
@@ -168,6 +175,8 @@ def decide(
             continue
         drift_alerts, steps = drift(now_rec, snap, topology, paused=control.is_paused(s))
         alerts += drift_alerts
+        if (stuck := stuck_commits(now_rec, snap, tracks.waiting.get(now_rec.primary), policy)) is not None:
+            alerts.append(stuck)
         if steps:
             reconcile[s] = tuple(steps)
     # Built without validation: every part was made by this module from validated values, and at
@@ -188,6 +197,7 @@ def decide(
             acks=acks,
             boots=boots,
             plans=plan_cache,
+            epochs=epochs,
         ),
     )
     check(decision, durable, snap, topology, plans_checked=True)

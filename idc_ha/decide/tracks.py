@@ -2,6 +2,9 @@
 
 * ``Streak``: a node's current run of failed probes (since when, how many rounds, whether the
   newest failure was a refusal, its error). A round in which it answers, or is not probed, ends it.
+* ``waiting``: since when a node has had commits waiting for a semi-sync ack (it answered with
+  ``Rpl_semi_sync_master_wait_sessions`` > 0 in every round since); a round without, or without
+  an answer, ends it.
 * ``LostRun``: a replica's current run of lost links to its source (``ReplicaStatus.link_lost``),
   observed in every round with nothing new received: seeing it connected, unreachable,
   replicating from elsewhere or holding more than before (it was connected in between) ends it.
@@ -41,6 +44,7 @@ class Tracks:
     at: float | None = None  # taken_at of the newest snapshot folded in
     streaks: dict[NodeName, Streak] = field(default_factory=dict)  # failing nodes only
     lost: dict[NodeName, LostRun] = field(default_factory=dict)  # replicas with a lost link only
+    waiting: dict[NodeName, float] = field(default_factory=dict)  # nodes with commits waiting for an ack
 
     @classmethod
     def of(cls, history: tuple[Snapshot, ...]) -> Tracks:
@@ -56,6 +60,7 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
         return tracks
     streaks: dict[NodeName, Streak] = {}
     lost: dict[NodeName, LostRun] = {}
+    waiting: dict[NodeName, float] = {}
     old_streaks, old_lost = tracks.streaks, tracks.lost
     now = snap.taken_at
     for name, o in snap.nodes.items():
@@ -68,6 +73,9 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
                 error=o.error or "no answer",
             )
             continue
+        m = o.semisync_master
+        if m is not None and m.wait_sessions > 0:
+            waiting[name] = tracks.waiting.get(name, now)
         r = o.replica
         if r is None or not r.link_lost or r.source is None:
             continue
@@ -77,4 +85,4 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
             lost[name] = LostRun(r.source, run.since, run.rounds + 1, got)
         else:
             lost[name] = LostRun(r.source, now, 1, got)
-    return Tracks(at=now, streaks=streaks, lost=lost)
+    return Tracks(at=now, streaks=streaks, lost=lost, waiting=waiting)

@@ -45,6 +45,7 @@ class NodeVerdict:
     failing_s: float = 0.0
     witness: NodeName | None = None
     evidence: str = ""
+    refused: bool = False  # the newest failed probe was refused: the machine answers, the server is gone
 
 
 class Verdicts(BaseModel):
@@ -127,6 +128,7 @@ def node_verdicts(snap: Snapshot, tracks: Tracks, t: Topology, d: Detection) -> 
             health=Health.DEAD if w else Health.UNREACHABLE,
             failing_s=failing,
             witness=w,
+            refused=streak.refused,
             evidence=f"{streak.error} for {failing:.1f} s" + (f"; {w} lost its replication link to it" if w else short),
         )
     return out
@@ -155,6 +157,7 @@ def assess(history: tuple[Snapshot, ...], t: Topology, d: Detection, *, tracks: 
                 health=Health.DEAD,
                 failing_s=v.failing_s,
                 witness=v.witness,
+                refused=v.refused,
                 evidence=v.evidence + "; its machine is dead",
             )
     idcs = {

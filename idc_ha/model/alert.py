@@ -26,6 +26,8 @@ class AlertKind(StrEnum):
     FAILOVER_STARTED = "failover_started"
     FAILOVER_DONE = "failover_done"
     FAILOVER_STUCK = "failover_stuck"
+    COMMITS_STUCK = "commits_stuck"  # commits waiting for an ack with no acker, or past the limit
+    FLAP_GUARD = "flap_guard"  # a second failover within the anti-flap window waits for proof
     MOVED_IDC = "moved_idc"  # a node failover had to promote the acker: the shard left its IDC
     DRIFT = "drift"
     FENCED = "fenced"

@@ -62,6 +62,9 @@ class Rules(Section):
     # Node failover promotes the local candidate (MS) only if it has at most this many
     # transactions left to apply (from its own relay log and from the acker); else the acker.
     node_failover_max_lag_tx: int = Field(10000, ge=0)
+    # After a failover this process made, a second automatic one of the same shard within this
+    # window needs the (new) primary proven dead by fresh evidence (rules/anti_flap.py).
+    anti_flap_s: float = Field(600.0, ge=0, le=86400)
 
 
 class Execution(Section):
@@ -73,6 +76,7 @@ class Execution(Section):
 
 class Alerts(Section):
     repeat_s: float = Field(60.0, ge=1)
+    stuck_commit_s: float = Field(5.0, gt=0, le=3600)
 
 
 class Policy(Section):

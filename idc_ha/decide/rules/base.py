@@ -35,6 +35,7 @@ class ShardView:
     main_city: CityName
     city_failed: bool
     plans: Mapping[str, ShardPlan] = field(default_factory=dict)  # last tick's plans, by op id
+    moved_at: float | None = None  # when this process saw the shard's current epoch begin (anti-flap)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""Anti-flap: a second automatic failover soon after one needs its primary proven dead afresh;
+it never holds back the first failover after a restart, nor a primary proven dead."""
+
+from __future__ import annotations
+
+from idc_ha.decide.memory import Memory
+from idc_ha.decide.tick import decide
+from idc_ha.model.ids import NodeName
+from idc_ha.model.observation import ProbeFailure
+from idc_ha.model.policy import Policy, Rules
+from idc_ha.model.state import Control
+
+from .builders import TOPO, WALL, home_nodes, lost, records, steady, watched
+from .test_rules import K
+
+M = NodeName("shard1-m")
+
+
+def _decide(failure: ProbeFailure, *, moved_at: float | None, seen: bool = True, policy: Policy | None = None):  # type: ignore[no-untyped-def]
+    recs = records(TOPO)
+    hist = watched(steady(lost(TOPO, home_nodes(), [M], failure)))
+    epochs = {s: (r.epoch, moved_at if s == "shard1" else None) for s, r in recs.items()} if seen else {}
+    mem = Memory(adopted=frozenset(recs), epochs=epochs)
+    return decide(hist, TOPO, policy or Policy(), recs, Control(), wall=WALL, memory=mem)
+
+
+def test_a_silent_primary_soon_after_a_failover_waits_with_an_alert() -> None:
+    d = _decide(ProbeFailure.TIMEOUT, moved_at=-30.0)
+    assert d.plans == ()
+    [a] = [a for a in d.alerts if a.kind == K.FLAP_GUARD]
+    assert a.shard == "shard1" and "anti_flap_s" in a.reason and "only went silent" in a.reason
+    assert "anti-flap" in d.reasons["shard1"]
+
+
+def test_a_primary_proven_dead_by_a_refusal_fails_over_inside_the_window() -> None:
+    d = _decide(ProbeFailure.REFUSED, moved_at=-30.0)
+    assert [p.shard for p in d.plans] == ["shard1"]
+
+
+def test_evidence_older_than_the_failover_is_not_fresh() -> None:
+    """The failure streak began before the epoch did: not re-verified, even with a refusal."""
+    d = _decide(ProbeFailure.REFUSED, moved_at=3.5)
+    assert d.plans == () and any(a.kind == K.FLAP_GUARD and "began before" in a.reason for a in d.alerts)
+
+
+def test_the_window_ends() -> None:
+    d = _decide(ProbeFailure.TIMEOUT, moved_at=-30.0, policy=Policy(rules=Rules(anti_flap_s=10.0)))
+    assert [p.shard for p in d.plans] == ["shard1"]
+
+
+def test_a_restarted_controller_has_no_window() -> None:
+    """Nothing remembered (a restart), or the epoch found at start: the first failover goes ahead."""
+    assert [p.shard for p in _decide(ProbeFailure.TIMEOUT, moved_at=None, seen=False).plans] == ["shard1"]
+    assert [p.shard for p in _decide(ProbeFailure.TIMEOUT, moved_at=None).plans] == ["shard1"]
+
+
+def test_the_window_opens_when_this_process_sees_a_new_epoch() -> None:
+    recs = records(TOPO)
+    hist = watched(steady(home_nodes()))
+    mem = Memory(adopted=frozenset(recs), epochs={s: (0, None) for s in recs})
+    d = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=mem)
+    assert d.memory.epochs["shard1"] == (1, hist[-1].taken_at)
+    fresh = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=Memory(adopted=frozenset(recs)))
+    assert fresh.memory.epochs["shard1"] == (1, None)
