@@ -76,6 +76,7 @@ def decide(
     adopted = set(mem.adopted)
     acks = dict(mem.acks)
     boots = dict(mem.boots)
+    epochs = dict(mem.epochs)
     seen = mem.contacts
     current: dict[ShardName, ShardRecord] = {}
     changed: dict[ShardName, ShardRecord] = {}
@@ -111,6 +112,10 @@ def decide(
             if new.sync != rec.sync:
                 alerts.append(sync_alert(new, before=rec.sync))
             current[s] = new
+            seen_epoch = epochs.get(s)
+            if seen_epoch is None or seen_epoch[0] != new.epoch:
+                # A new epoch seen by this process opens the anti-flap window; the one found at start does not.
+                epochs[s] = (new.epoch, fs.taken_at if seen_epoch is not None else None)
         carried = {s: seen[s] for s in stale if s in seen}  # kept as they were, unfolded
         watched = {s: current[s] for s in adopted if s not in stale}
         seen = {**update_contacts(seen, (fs,), watched, max_blind_s=policy.proof.max_blind_s), **carried}
@@ -137,12 +142,7 @@ def decide(
 
     plans: list[ShardPlan] = []
     plan_cache: dict[str, ShardPlan] = {}
-    epochs = dict(mem.epochs)
     for s, rec in recs.items():
-        seen_epoch = epochs.get(s)
-        if seen_epoch is None or seen_epoch[0] != rec.epoch:
-            # A new epoch seen by this process starts the anti-flap window; the one found at start does not.
-            epochs[s] = (rec.epoch, snap.taken_at if seen_epoch is not None else None)
         view = ShardView(
             rec=rec,
             snap=snap,

@@ -59,6 +59,6 @@ def test_the_window_opens_when_this_process_sees_a_new_epoch() -> None:
     hist = watched(steady(home_nodes()))
     mem = Memory(adopted=frozenset(recs), epochs={s: (0, None) for s in recs})
     d = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=mem)
-    assert d.memory.epochs["shard1"] == (1, hist[-1].taken_at)
+    assert d.memory.epochs["shard1"] == (1, hist[0].taken_at)  # the first snapshot that showed it
     fresh = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=Memory(adopted=frozenset(recs)))
     assert fresh.memory.epochs["shard1"] == (1, None)
