@@ -106,6 +106,7 @@ class Executor:
         for i, step in enumerate(plan.steps):
             t0 = time.perf_counter()
             try:
+                self._op(plan.shard, plan.op_id)  # replaced meanwhile (a node failover handed over): stop here
                 detail = await self._step(plan.shard, plan.op_id, step)
             except (StepFailed, NodeError) as e:
                 ms = round((time.perf_counter() - t0) * 1000, 1)
@@ -174,7 +175,7 @@ class Executor:
                 return f"layout committed at epoch {rec.epoch}; nothing to settle"
         match step:
             case Fence():
-                return await self._fence(shard, op_id, step.node)
+                return await self._fence(shard, op_id, step.node, dial=step.dial)
             case StopReceiving():
                 return await relaylog.stop_receiving(self.admin, step.node, self._stuck)
             case WaitRelayApplied():
@@ -215,7 +216,7 @@ class Executor:
                 raise StepFailed(f"{step.kind} is a reconcile step, not part of a plan")
         raise AssertionError(f"unknown step {step!r}")
 
-    async def _fence(self, shard: ShardName, op_id: str, node: NodeName) -> str:
+    async def _fence(self, shard: ShardName, op_id: str, node: NodeName, *, dial: bool = True) -> str:
         """Make ``node`` read-only, or hand it to the Fencer (fence on return) durably.
 
         The old primary may be left to the Fencer whatever the failure: it cannot acknowledge
@@ -223,6 +224,10 @@ class Executor:
         but cannot be fenced may take (and locally acknowledge) writes: writes stay closed on
         the new primary until it is fenced."""
         try:
+            if not dial:
+                raise NodeUnreachable(
+                    f"{node} was seen failed when the plan was made; not dialled", node=node, cause="failed"
+                )
             await self.admin.run(node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.3, timeout=2.0)
             return "read_only=ON"
         except NodeError as e:

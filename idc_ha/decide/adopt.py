@@ -20,7 +20,8 @@ A record with an operation in flight is this controller's own promise: a running
 resumes it as written. A controller that just started (the store may be an old backup, or a human
 may have acted meanwhile) first checks that reality still fits the operation: the old primary is
 not writable (a failover undone by hand would be fenced), the target answers and still replicates
-from the old primary, or was detached by the operation itself (and stays detached once the new
+from the old primary (or, in a node failover, from the acker it catches up from), or was detached
+by the operation itself (and stays detached once the new
 layout is committed), and no node outside the operation's fence list turned writable on its own.
 
 Every node a record names must be a node of that shard in the config; a record that names
@@ -91,7 +92,11 @@ def op_mismatch(rec: ShardRecord, snap: Snapshot, t: Topology) -> str | None:
     o = snap.nodes.get(op.target)
     if o is None or not o.reachable:
         return f"the operation's target {op.target} does not answer"
-    if o.replica is not None and not _replicates_from(o, op.old_primary, t):
+    if (
+        o.replica is not None
+        and not _replicates_from(o, op.old_primary, t)
+        and not (op.via is not None and _replicates_from(o, op.via, t))  # a node failover catching up
+    ):
         return f"the operation's target {op.target} replicates from {o.replica.source_host}:{o.replica.source_port}"
     if rec.primary == op.target and o.replica is not None:
         return f"the layout names {op.target} primary but it replicates again"
@@ -180,7 +185,9 @@ def unadopted_alert(rec: ShardRecord, why: str, *, home: bool, op: bool = False)
     if op and rec.op is not None:
         hint = (
             f"to let the failover finish, make {rec.op.old_primary} read-only (SET GLOBAL read_only=ON) and keep "
-            f"{rec.op.target} replicating from it or detached: the controller resumes it then. To keep "
+            f"{rec.op.target} replicating from it"
+            + (f" or from {rec.op.via}" if rec.op.via else "")
+            + " or detached: the controller resumes it then. To keep "
             f"{rec.op.old_primary} primary instead, act by hand; the controller stays hands-off on this shard"
         )
     return Alert(

@@ -42,8 +42,13 @@ class Step(BaseModel):
 
 
 class Fence(Step):
+    """Make ``node`` read-only, or hand it to the Fencer (fence on return) durably. ``dial`` False:
+    the node was seen unreachable when the plan was made (the dead old primary), so it is handed
+    over at once: no promotion step waits on a dead node's connect timeout."""
+
     kind: Literal["fence"] = "fence"
     node: NodeName
+    dial: bool = True
 
 
 class StopReceiving(Step):

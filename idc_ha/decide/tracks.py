@@ -8,6 +8,12 @@
 * ``LostRun``: a replica's current run of lost links to its source (``ReplicaStatus.link_lost``),
   observed in every round with nothing new received: seeing it connected, unreachable,
   replicating from elsewhere or holding more than before (it was connected in between) ends it.
+  A *silent* link counts too: the IO thread still says "Yes" but nothing has arrived (binlog
+  bytes read, GTIDs, heartbeats) for ``SILENT_PERIODS`` heartbeat periods: the source sends a
+  heartbeat every period when it has nothing else to send, so it is not sending. Such a run
+  starts at the last round in which something had arrived, and an IO thread that then gives up
+  (``slave_net_timeout``) continues it.
+* ``Quiet``: what a connected replica last received and since when nothing more has arrived.
 
 ``fold(tracks, snap)`` is the only way they change; ``Tracks.of(history)`` folds a whole history
 (unit tests, a controller handed several rounds at once). Nothing older than the runs is kept, so
@@ -39,12 +45,28 @@ class LostRun:
     received: GtidPos
 
 
+SILENT_PERIODS = 3  # heartbeat periods with nothing received: the source is silent
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    source: NodeName
+    since: float  # the last round in which something new had arrived (or the first seen)
+    rounds: int  # rounds since, with nothing new
+    mark: tuple[GtidPos, str, int]  # (received, Master_Log_File:Read_Master_Log_Pos, heartbeats)
+    period: float  # Slave_heartbeat_period
+
+    def silent(self, now: float) -> bool:
+        return self.period > 0 and now - self.since >= SILENT_PERIODS * self.period
+
+
 @dataclass(frozen=True)
 class Tracks:
     at: float | None = None  # taken_at of the newest snapshot folded in
     streaks: dict[NodeName, Streak] = field(default_factory=dict)  # failing nodes only
     lost: dict[NodeName, LostRun] = field(default_factory=dict)  # replicas with a lost link only
     waiting: dict[NodeName, float] = field(default_factory=dict)  # nodes with commits waiting for an ack
+    quiet: dict[NodeName, Quiet] = field(default_factory=dict)  # connected replicas: since nothing arrived
 
     @classmethod
     def of(cls, history: tuple[Snapshot, ...]) -> Tracks:
@@ -61,7 +83,8 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
     streaks: dict[NodeName, Streak] = {}
     lost: dict[NodeName, LostRun] = {}
     waiting: dict[NodeName, float] = {}
-    old_streaks, old_lost = tracks.streaks, tracks.lost
+    quiet: dict[NodeName, Quiet] = {}
+    old_streaks, old_lost, old_quiet = tracks.streaks, tracks.lost, tracks.quiet
     now = snap.taken_at
     for name, o in snap.nodes.items():
         if not o.reachable:
@@ -77,12 +100,29 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
         if m is not None and m.wait_sessions > 0:
             waiting[name] = tracks.waiting.get(name, now)
         r = o.replica
-        if r is None or not r.link_lost or r.source is None:
+        if r is None or r.source is None:
             continue
         got = o.received()
+        q = old_quiet.get(name)
+        if r.io_connected:
+            mark = (got, r.read_at, r.heartbeats)
+            if q is not None and q.source == r.source and q.mark == mark:
+                q = Quiet(r.source, q.since, q.rounds + 1, mark, r.heartbeat_period_s)
+            else:
+                q = Quiet(r.source, now, 1, mark, r.heartbeat_period_s)
+            quiet[name] = q
+            if q.silent(now):
+                lost[name] = LostRun(r.source, q.since, q.rounds, got)
+            continue
+        if not r.link_lost:
+            continue
         run = old_lost.get(name)
         if run is not None and run.source == r.source and run.received == got:
             lost[name] = LostRun(r.source, run.since, run.rounds + 1, got)
+        elif q is not None and q.period > 0 and q.source == r.source and q.mark[0] == got:
+            # The IO thread gave up on a link that had gone quiet (with heartbeats on, quiet means
+            # nothing was sent): the run began with the quiet.
+            lost[name] = LostRun(r.source, q.since, q.rounds + 1, got)
         else:
             lost[name] = LostRun(r.source, now, 1, got)
-    return Tracks(at=now, streaks=streaks, lost=lost, waiting=waiting)
+    return Tracks(at=now, streaks=streaks, lost=lost, waiting=waiting, quiet=quiet)

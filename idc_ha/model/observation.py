@@ -48,6 +48,12 @@ class ReplicaStatus(FrozenValue):
     last_sql_errno: int = 0
     last_sql_error: str = ""
     seconds_behind: int | None = None
+    # What shows the link carries something: the bytes read from the source's binlog and the
+    # heartbeats received (sent every ``heartbeat_period_s`` while the source has nothing to send).
+    # Both still for longer than a few periods while the IO thread says "Yes": the source is silent.
+    read_at: str = ""  # Master_Log_File:Read_Master_Log_Pos
+    heartbeats: int = 0  # Slave_received_heartbeats
+    heartbeat_period_s: float = 0.0  # Slave_heartbeat_period; 0: none sent
     sql_state: str = ""
     relay_log_file: str = ""  # where the SQL thread reads: needed to resume it without a reset
     relay_log_pos: int = 0

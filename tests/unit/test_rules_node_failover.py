@@ -132,3 +132,70 @@ def test_an_unwitnessed_primary_loss_is_only_an_alert() -> None:
     d = run(lost(TOPO, H, [M], witnessed=False))
     assert d.plans == ()
     assert any(a.kind == K.PRIMARY_UNREACHABLE for a in d.alerts)
+
+
+# -- review findings: a node failover in flight ---------------------------------------------------
+
+
+def _in_flight(nodes: dict, **rec_kw: object):  # type: ignore[no-untyped-def,type-arg]
+    """decide() on a record holding the node failover decide() started on M_DEAD."""
+    op = run(M_DEAD).records["shard1"].op
+    assert op is not None
+    recs = {**records(TOPO), "shard1": record(TOPO, "shard1", op=op, **rec_kw)}
+    return op, recs
+
+
+def test_a_restarted_controller_adopts_a_node_failover_catching_up_from_the_acker() -> None:
+    """MS was repointed to Sx by CatchUp when the daemon died: a new controller (empty memory)
+    still adopts the shard and resumes the operation."""
+    from idc_ha.decide.memory import Memory
+    from idc_ha.decide.tick import decide
+
+    from .builders import WALL, replica_obs, steady
+
+    op, recs = _in_flight(M_DEAD)
+    nodes = {**M_DEAD, MS: replica_obs(TOPO, MS, source=SX)}
+    d = decide(steady(nodes), TOPO, Policy(), recs, Control(), wall=WALL, memory=Memory())
+    assert [p.op_id for p in d.plans] == [op.id], d.reasons["shard1"]
+    assert not any(a.kind == K.UNADOPTED and a.shard == "shard1" for a in d.alerts)
+
+
+def test_a_node_failover_whose_target_died_is_handed_to_the_acker() -> None:
+    op, recs = _in_flight(M_DEAD)
+    nodes = {**M_DEAD, MS: down(MS)}
+    d = run(nodes, recs)
+    new = d.records["shard1"].op
+    assert new is not None and new.id != op.id
+    assert (new.target, new.via, new.new_ackers) == (SX, None, (CAS,))
+    assert MS in new.fence and M in new.fence
+    [plan] = d.plans
+    assert plan.op_id == new.id
+    assert any(a.kind == K.MOVED_IDC and "failed before it was promoted" in a.reason for a in d.alerts)
+
+
+def test_a_node_failover_is_handed_over_when_its_idc_dies_meanwhile() -> None:
+    from .builders import idc_lost
+
+    op, recs = _in_flight(M_DEAD)
+    d = run(idc_lost(TOPO, H, "IDC1"), recs)
+    new = d.records["shard1"].op
+    assert new is not None and new.target == SX and new.id != op.id
+
+
+def test_a_node_failover_already_committed_is_resumed_not_handed_over() -> None:
+    """Once the layout names MS primary, MS opened (or may have): never moved away by resume."""
+    op, recs = _in_flight(M_DEAD, primary=MS, epoch=2)
+    d = run({**M_DEAD, MS: down(MS)}, recs)
+    assert all(p.op_id == op.id for p in d.plans)
+
+
+def test_a_local_candidate_with_its_own_writes_gives_way_to_the_acker() -> None:
+    from idc_ha.model.gtid import Gtid
+
+    sid = H[MS].server_id
+    mine = GtidPos.of(Gtid(0, sid, 101))
+    nodes = changed(M_DEAD, MS, gtid_binlog_pos=mine, gtid_current_pos=mine)
+    d = run(nodes)
+    op = d.records["shard1"].op
+    assert op is not None and op.target == SX
+    assert any(a.kind == K.MOVED_IDC and "errant" in a.reason for a in d.alerts)

@@ -81,3 +81,42 @@ def test_a_witness_that_received_more_was_connected_in_between() -> None:
     moved = with_replica(RECONNECTING, "shard1-sx", gtid_io_pos=pos(TOPO, "shard1", 101))
     hist = history((-1.0, H), *((k * 0.5, RECONNECTING) for k in range(8)), *((4.0 + k * 0.5, moved) for k in range(3)))
     assert verdicts(hist).nodes["shard1-m"].health == Health.UNREACHABLE
+
+
+# -- a silent link is a witness before the IO thread gives up (issue 8) --------------------------------
+
+
+def _beating(nodes: dict, beats: int, *, read: int = 100) -> dict:  # type: ignore[type-arg]
+    """Every replica connected with heartbeats on (0.5 s), having received ``beats`` of them."""
+    out = dict(nodes)
+    for n, o in nodes.items():
+        if o.reachable and o.replica is not None and o.replica.io_running == "Yes":
+            out = with_replica(out, n, heartbeat_period_s=0.5, heartbeats=beats, read_at=f"bin.000001:{read}")
+    return out
+
+
+def test_a_silent_link_witnesses_a_frozen_idc_before_slave_net_timeout() -> None:
+    """IDC1 frozen at 0: the controller's probes time out and nothing reaches IDC2 any more, though
+    its IO threads still say Yes. The silence started with the streak, so the window confirms."""
+    frames = [(k * 0.2 - 2.0, _beating(H, k)) for k in range(10)]  # heartbeats arriving
+    frozen = _beating(CUT_OFF, 9)  # nothing new from 0 on
+    frames += [(round(k * 0.25, 2), frozen) for k in range(14)]  # 0 .. 3.25 s
+    v = verdicts(history(*frames))
+    m = v.nodes["shard1-m"]
+    assert m.health == Health.DEAD and m.witness in ("shard1-sx", "shard1-ms"), m
+    assert v.idcs["IDC1"] == Health.DEAD
+
+
+def test_a_link_still_beating_is_no_witness() -> None:
+    """The controller alone is cut off from IDC1: heartbeats keep arriving in IDC2 (and bytes keep
+    being read), so nothing is silent and nothing is confirmed, however long it lasts."""
+    frames = [(k * 0.25, _beating(CUT_OFF, k, read=100 + k)) for k in range(30)]
+    v = verdicts(history(*frames))
+    assert v.nodes["shard1-m"].health == Health.UNREACHABLE
+    assert v.idcs["IDC1"] != Health.DEAD
+
+
+def test_quiet_without_heartbeats_is_no_witness() -> None:
+    """With no heartbeat period (an idle source sends nothing), an unchanged link proves nothing."""
+    frames = [(k * 0.25, CUT_OFF) for k in range(30)]
+    assert verdicts(history(*frames)).nodes["shard1-m"].health == Health.UNREACHABLE

@@ -20,13 +20,18 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.state import Operation
 
 
-def failover_plan(op: Operation, *, also_fence: tuple[NodeName, ...] = ()) -> ShardPlan:
+def failover_plan(
+    op: Operation, *, also_fence: tuple[NodeName, ...] = (), unreachable: frozenset[NodeName] = frozenset()
+) -> ShardPlan:
     """The steps of an IDC failover; the same for a fresh start and for a resume. ``also_fence``
     adds nodes seen writable since the operation started."""
     t, old = op.target, op.old_primary
     fence = tuple(dict.fromkeys((*(op.fence or (old,)), *also_fence)))
     steps = [
-        *(Fence(node=n, reason=f"{n} must not take writes once {t} is primary") for n in fence),
+        *(
+            Fence(node=n, dial=n not in unreachable, reason=f"{n} must not take writes once {t} is primary")
+            for n in fence
+        ),
         StopReceiving(node=t, reason=f"fix what {t} received from {old} before promoting it"),
         WaitRelayApplied(node=t, reason=f"{t}'s relay log holds the only copy of acknowledged commits"),
         RecordPromotionPoint(node=t, reason="returning nodes are judged against what the new primary holds"),

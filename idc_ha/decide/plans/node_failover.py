@@ -24,7 +24,9 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.state import Operation
 
 
-def node_failover_plan(op: Operation, *, also_fence: tuple[NodeName, ...] = ()) -> ShardPlan:
+def node_failover_plan(
+    op: Operation, *, also_fence: tuple[NodeName, ...] = (), unreachable: frozenset[NodeName] = frozenset()
+) -> ShardPlan:
     t, old, via = op.target, op.old_primary, op.via
     assert via is not None, "a node failover onto the local candidate names the acker it catches up from"
     fence = tuple(dict.fromkeys((*(op.fence or (old,)), *also_fence)))
@@ -35,7 +37,10 @@ def node_failover_plan(op: Operation, *, also_fence: tuple[NodeName, ...] = ()) 
             WaitRelayApplied(node=n, reason=f"{n}'s relay log is applied before anything restarts its IO thread"),
         ]
     steps = [
-        *(Fence(node=n, reason=f"{n} must not take writes once {t} is primary") for n in fence),
+        *(
+            Fence(node=n, dial=n not in unreachable, reason=f"{n} must not take writes once {t} is primary")
+            for n in fence
+        ),
         *settle,
         CatchUp(node=t, source=via, reason=f"{t} must hold every commit {via} acknowledged before it is primary"),
         RecordPromotionPoint(node=t, reason="returning nodes are judged against what the new primary holds"),

@@ -5,8 +5,14 @@ The RPO=0 argument is the IDC failover's: the proof shows Sx holds every acknowl
 MS is promoted only once it holds everything Sx received; the plan catches it up from Sx when
 it is behind (``plans.node_failover``). Both received prefixes of one primary's binlog, so one
 contains the other unless something wrote elsewhere. Sx is promoted instead (the shard moves
-IDC, with an alert) when MS is unreachable, restarted, stopped on an SQL error, diverged from
-Sx, or more than ``rules.node_failover_max_lag_tx`` transactions behind.
+IDC, with an alert) when MS is unreachable, stopped on an SQL error, holds transactions it wrote
+itself, diverged from Sx, or is more than ``rules.node_failover_max_lag_tx`` transactions behind.
+(A restarted MS needs no check of its own: whatever it lost, it catches up from Sx, and the
+promotion point is checked against what Sx had received.)
+
+The witness of a silent primary (``tracks``) may be a replica whose IO thread still says "Yes";
+the rule waits until no replica still shows its IO thread connected to the primary, so a frozen
+primary machine fails over once ``slave_net_timeout`` has passed on its replicas.
 
 No action while a replica still receives from the primary: it is alive to somebody, and the
 controller's and the witness's lost links may be a partition (alert). Paused, rule off, no
@@ -19,6 +25,7 @@ from idc_ha.decide.rules.base import Outcome, ShardView, shard_alert, writable_s
 from idc_ha.decide.rules.promote import not_proven, prove_acker, refused, started, to_acker
 from idc_ha.decide.verdicts import Health
 from idc_ha.model.alert import AlertKind, Severity
+from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, NodeRole
 from idc_ha.model.observation import NodeObservation
 from idc_ha.model.state import Operation, OpKind
@@ -102,6 +109,13 @@ def _local_candidate(v: ShardView, sx: NodeName) -> tuple[NodeName | None, str]:
         return None, f"the local candidate {ms} does not replicate from {p}"
     if o.replica.last_sql_errno:
         return None, f"the local candidate {ms}'s SQL thread stopped with error {o.replica.last_sql_errno}"
+    own = [
+        g
+        for g in o.gtid_binlog_pos.by_domain
+        if g.server == o.server_id and not o.gtid_slave_pos.contains(GtidPos.of(g))
+    ]
+    if own:
+        return None, f"the local candidate {ms} wrote {GtidPos.of(*own)} itself: errant transactions"
     got, acked = o.received(), snap.nodes[sx].received()
     if not got.contains(acked) and not acked.contains(got):
         return None, f"the local candidate {ms} ({got}) and the acker {sx} ({acked}) hold different histories"

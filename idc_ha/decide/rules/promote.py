@@ -62,9 +62,20 @@ def not_proven(v: ShardView, what: str, why: str) -> Outcome:
     return Outcome(reason=f"no action: cannot prove RPO=0: {why}", alerts=(alert,))
 
 
-def to_acker(v: ShardView, kind: OpKind, what: str, why: str, proof: Proof, *, moved: Alert | None = None) -> Outcome:
+def to_acker(
+    v: ShardView,
+    kind: OpKind,
+    what: str,
+    why: str,
+    proof: Proof,
+    *,
+    moved: Alert | None = None,
+    also_fence: tuple[NodeName, ...] = (),
+    id_suffix: str = "",
+) -> Outcome:
     """Move the shard to its proven acker, or alert why not; ``what`` failed, ``why`` the acker
-    is the choice, ``moved`` an extra alert."""
+    is the choice, ``moved`` an extra alert, ``also_fence`` nodes fenced besides the old primary
+    and writable strays, ``id_suffix`` tells the operation from one it replaces."""
     rec, snap = v.rec, v.snap
     assert proof.ok and proof.candidate is not None
     no = cannot_lead(v, proof.candidate)
@@ -72,13 +83,13 @@ def to_acker(v: ShardView, kind: OpKind, what: str, why: str, proof: Proof, *, m
         return not_proven(v, what, no)
     s, p, cand = rec.shard, rec.primary, proof.candidate
     op = Operation(
-        id=f"{s}/e{rec.epoch}/{kind}",
+        id=f"{s}/e{rec.epoch}/{kind}{id_suffix}",
         kind=kind,
         shard=s,
         old_primary=p,
         target=cand,
         new_ackers=new_ackers(rec, v.t, cand),
-        fence=(p, *writable_strays(s, cand, snap, v.t, besides=p)),
+        fence=tuple(dict.fromkeys((p, *also_fence, *writable_strays(s, cand, snap, v.t, besides=p)))),
         seen_received=snap.nodes[cand].received(),
         reason=f"{why}; {proof.reason}",
         started_wall=v.wall,
@@ -97,6 +108,11 @@ def started(v: ShardView, op: Operation, *, extra: tuple[Alert, ...] = ()) -> Ou
     return Outcome(
         reason=f"{op.kind.replace('_', ' ').replace('idc', 'IDC')}: {op.old_primary} -> {op.target} ({op.reason})",
         alerts=(alert, *extra),
-        plan=plan_for(op),
+        plan=plan_for(op, unreachable=_unreachable(v, op.fence)),
         record=v.rec.model_copy(update={"op": op, "updated_wall": v.wall}),
     )
+
+
+def _unreachable(v: ShardView, nodes: tuple[NodeName, ...]) -> frozenset[NodeName]:
+    """The nodes to fence that the verdicts hold failed (dead or unreachable from here)."""
+    return frozenset(n for n in nodes if v.verdicts.failed(n))
