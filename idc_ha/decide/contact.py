@@ -9,7 +9,9 @@ on a durable record that may be old. ``Contact`` keeps, per shard:
   watch proved;
 * ``lost_at``: the first round after ``seen_at`` in which the primary did not answer;
 * ``acker_cut_since``: the start of the acker's current run of lost links to the primary (IO
-  thread reconnecting or stopped on an error). A round in which the acker is connected,
+  thread reconnecting or stopped on an error, or connected but silent: nothing received, not even
+  a heartbeat, for ``tracks.SILENT_PERIODS`` heartbeat periods; such a run starts at the last
+  arrival, and the IO thread giving up later continues it). A round in which the acker is connected,
   replicates from elsewhere, or holds more than before (it was connected in between) ends the run;
   so does an unseen spell longer than ``ACKER_GAP_S`` (it may have reconnected to a live primary,
   received nothing on an idle shard, and been cut again), or one after which it restarted or
@@ -35,9 +37,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from idc_ha.decide.tracks import Quiet, quieter
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName
-from idc_ha.model.observation import Snapshot
+from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import ShardRecord
 
 EMPTY = GtidPos()  # immutable, so one shared default is safe
@@ -59,6 +62,7 @@ class Contact:
     acker_cut_received: GtidPos = EMPTY
     acker_cut_seen: float | None = None  # the run's latest round in which the acker was seen
     acker_cut_booted_at: float = 0.0  # ... and its boot time then
+    acker_quiet: Quiet | None = None  # while its IO thread says connected: since nothing arrived
 
     def corroborated_at(self) -> float | None:
         """When the loss was corroborated (see the module docstring); None while it is not."""
@@ -81,6 +85,7 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
         "acker_cut_received": GtidPos(),
         "acker_cut_seen": None,
         "acker_cut_booted_at": 0.0,
+        "acker_quiet": None,
     }
     if a is None or not a.reachable:
         if prev is None or prev.acker_cut_since is None or prev.acker_cut_seen is None:
@@ -88,20 +93,36 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
         if snap.taken_at - prev.acker_cut_seen > ACKER_GAP_S:
             return none  # unseen too long: it may have been connected meanwhile
         return {}  # a short gap: judged when it is seen again
-    if a.source != primary or a.replica is None or not a.replica.link_lost:
+    if a.source != primary or a.replica is None:
         return none
+    was_quiet = prev.acker_quiet if prev is not None else None
+    quiet = quieter(was_quiet, a, snap.taken_at) if a.replica.io_connected else None
+    if not (a.replica.link_lost or (quiet is not None and quiet.silent(snap.taken_at))):
+        return {**none, "acker_quiet": quiet}
     got = a.received()
     run = prev is not None and prev.acker_cut_since is not None and prev.acker_cut_seen is not None
     if run and prev is not None and prev.acker_cut_seen is not None:
         gap = snap.taken_at - prev.acker_cut_seen
         restarted = a.booted_at != prev.acker_cut_booted_at
         run = got == prev.acker_cut_received and gap <= ACKER_GAP_S + 1e-9 and not restarted
+    since = snap.taken_at
+    if run and prev is not None and prev.acker_cut_since is not None:
+        since = prev.acker_cut_since
+    elif quiet is not None:
+        since = quiet.since  # silent: the run began at the last arrival
+    elif was_quiet is not None and was_quiet.period > 0 and was_quiet.mark[0] == got and not restarted_since(prev, a):
+        since = was_quiet.since  # the IO thread gave up on a link already quiet
     return {
-        "acker_cut_since": prev.acker_cut_since if run and prev is not None else snap.taken_at,
+        "acker_cut_since": since,
         "acker_cut_received": got,
         "acker_cut_seen": snap.taken_at,
         "acker_cut_booted_at": a.booted_at,
+        "acker_quiet": quiet,
     }
+
+
+def restarted_since(prev: Contact | None, a: NodeObservation) -> bool:
+    return prev is not None and prev.acker_seen_at is not None and a.booted_at != prev.acker_booted_at
 
 
 def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: float) -> Contact | None:
@@ -143,7 +164,7 @@ def _fold(c: Contact | None, rec: ShardRecord, snap: Snapshot, max_blind_s: floa
     )
 
 
-_CUT = ("acker_cut_since", "acker_cut_received", "acker_cut_seen", "acker_cut_booted_at")
+_CUT = ("acker_cut_since", "acker_cut_received", "acker_cut_seen", "acker_cut_booted_at", "acker_quiet")
 
 
 def update_contacts(

@@ -10,7 +10,8 @@ A shard may be moved to its acker without a human only when all of these hold:
    block the promotion;
 2. the candidate is the one recorded acker, in another IDC of the same city;
 3. the candidate is reachable, replicates from the recorded primary, no longer receives from it
-   (its IO thread is not connected), and its SQL thread has no error;
+   (its IO thread is not connected, or is but has received nothing, not even a heartbeat, for
+   several heartbeat periods: ``contact``), and its SQL thread has no error;
 4. this controller watched the primary (``Contact``) without a break for ``min_watch_s``, and the
    primary's blind spell (last answer -> loss corroborated by the acker's lost link, seen
    without a longer gap than ``ACKER_GAP_S``) is at most ``max_blind_s``: semi-sync could not
@@ -63,8 +64,6 @@ def prove_idc_failover(
         return no(f"the acker {cand} is unreachable ({o.error if o else 'not probed'})", cand)
     if o.replica is None or o.source != rec.primary:
         return no(f"the acker {cand} does not replicate from the recorded primary {rec.primary}", cand)
-    if o.replica.io_connected:
-        return no(f"the acker {cand} is still connected to {rec.primary}: it does not see the primary gone", cand)
     if o.replica.last_sql_errno:
         return no(
             f"the acker {cand}'s SQL thread stopped with error {o.replica.last_sql_errno}: "
@@ -84,6 +83,8 @@ def prove_idc_failover(
             f"less than proof.min_watch_s ({policy.min_watch_s} s)",
             cand,
         )
+    if o.replica.io_connected and contact.acker_cut_since is None:
+        return no(f"the acker {cand} is still connected to {rec.primary}: it does not see the primary gone", cand)
     blind = contact.blind_s()
     if blind is None:
         return no(f"the loss of {rec.primary} is not corroborated by {cand} yet", cand)

@@ -175,7 +175,8 @@ def decide(
             continue
         drift_alerts, steps = drift(now_rec, snap, topology, paused=control.is_paused(s))
         alerts += drift_alerts
-        if (stuck := stuck_commits(now_rec, snap, tracks.waiting.get(now_rec.primary), policy)) is not None:
+        wait = tracks.waiting.get(now_rec.primary)
+        if (stuck := stuck_commits(now_rec, snap, wait[0] if wait else None, policy)) is not None:
             alerts.append(stuck)
         if steps:
             reconcile[s] = tuple(steps)

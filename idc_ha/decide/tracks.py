@@ -2,9 +2,10 @@
 
 * ``Streak``: a node's current run of failed probes (since when, how many rounds, whether the
   newest failure was a refusal, its error). A round in which it answers, or is not probed, ends it.
-* ``waiting``: since when a node has had commits waiting for a semi-sync ack (it answered with
-  ``Rpl_semi_sync_master_wait_sessions`` > 0 in every round since); a round without, or without
-  an answer, ends it.
+* ``waiting``: since when a node has had commits waiting for a semi-sync ack with no ack
+  arriving (``Rpl_semi_sync_master_wait_sessions`` > 0 and ``Rpl_semi_sync_master_yes_tx``
+  unchanged in every round since: under load some commit is always waiting, but acks flow); a
+  round without waiters, with a new ack, or without an answer, ends it.
 * ``LostRun``: a replica's current run of lost links to its source (``ReplicaStatus.link_lost``),
   observed in every round with nothing new received: seeing it connected, unreachable,
   replicating from elsewhere or holding more than before (it was connected in between) ends it.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName
-from idc_ha.model.observation import ProbeFailure, Snapshot
+from idc_ha.model.observation import NodeObservation, ProbeFailure, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +61,22 @@ class Quiet:
         return self.period > 0 and now - self.since >= SILENT_PERIODS * self.period
 
 
+def quieter(q: Quiet | None, o: NodeObservation, now: float) -> Quiet:
+    """The quiet run of a replica whose IO thread is connected (``o.replica`` set), after ``o``."""
+    r = o.replica
+    assert r is not None and r.source is not None
+    mark = (o.received(), r.read_at, r.heartbeats)
+    if q is not None and q.source == r.source and q.mark == mark:
+        return Quiet(r.source, q.since, q.rounds + 1, mark, r.heartbeat_period_s)
+    return Quiet(r.source, now, 1, mark, r.heartbeat_period_s)
+
+
 @dataclass(frozen=True)
 class Tracks:
     at: float | None = None  # taken_at of the newest snapshot folded in
     streaks: dict[NodeName, Streak] = field(default_factory=dict)  # failing nodes only
     lost: dict[NodeName, LostRun] = field(default_factory=dict)  # replicas with a lost link only
-    waiting: dict[NodeName, float] = field(default_factory=dict)  # nodes with commits waiting for an ack
+    waiting: dict[NodeName, tuple[float, int]] = field(default_factory=dict)  # node -> (since, yes_tx then)
     quiet: dict[NodeName, Quiet] = field(default_factory=dict)  # connected replicas: since nothing arrived
 
     @classmethod
@@ -82,7 +93,7 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
         return tracks
     streaks: dict[NodeName, Streak] = {}
     lost: dict[NodeName, LostRun] = {}
-    waiting: dict[NodeName, float] = {}
+    waiting: dict[NodeName, tuple[float, int]] = {}
     quiet: dict[NodeName, Quiet] = {}
     old_streaks, old_lost, old_quiet = tracks.streaks, tracks.lost, tracks.quiet
     now = snap.taken_at
@@ -98,19 +109,15 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
             continue
         m = o.semisync_master
         if m is not None and m.wait_sessions > 0:
-            waiting[name] = tracks.waiting.get(name, now)
+            w = tracks.waiting.get(name)
+            waiting[name] = w if w is not None and w[1] == m.yes_tx else (now, m.yes_tx)
         r = o.replica
         if r is None or r.source is None:
             continue
         got = o.received()
         q = old_quiet.get(name)
         if r.io_connected:
-            mark = (got, r.read_at, r.heartbeats)
-            if q is not None and q.source == r.source and q.mark == mark:
-                q = Quiet(r.source, q.since, q.rounds + 1, mark, r.heartbeat_period_s)
-            else:
-                q = Quiet(r.source, now, 1, mark, r.heartbeat_period_s)
-            quiet[name] = q
+            q = quiet[name] = quieter(q, o, now)
             if q.silent(now):
                 lost[name] = LostRun(r.source, q.since, q.rounds, got)
             continue

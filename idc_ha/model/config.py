@@ -65,8 +65,8 @@ class ProbeSettings(Section):
     never times out by itself."""
 
     interval_s: float = Field(0.2, gt=0, le=60)
-    connect_timeout_s: float = Field(0.5, gt=0, le=30)
-    query_timeout_s: float = Field(1.0, gt=0, le=60)
+    connect_timeout_s: float = Field(0.3, gt=0, le=30)
+    query_timeout_s: float = Field(0.5, gt=0, le=60)
     backoff_max_s: float = Field(2.0, gt=0, le=300)
     fresh_window_s: float = Field(10.0, ge=0, le=600)  # no backoff while a failure is being confirmed
 

@@ -46,7 +46,7 @@ PROBE_SQL = (
     "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', "
     "'Rpl_semi_sync_master_clients', 'Rpl_semi_sync_master_yes_tx', 'Rpl_semi_sync_master_no_tx', "
     "'Rpl_semi_sync_master_wait_sessions', 'Rpl_semi_sync_master_no_times', 'Rpl_semi_sync_slave_status', "
-    "'Threads_connected', 'Uptime');"
+    "'Slave_received_heartbeats', 'Slave_heartbeat_period', 'Threads_connected', 'Uptime');"
     "SHOW SLAVE STATUS"
 )
 
@@ -126,8 +126,9 @@ def parse_observation(
             last_sql_error=str(slave.get("Last_SQL_Error") or "")[:300],
             seconds_behind=None if sbm is None else int(sbm),
             read_at=f"{slave.get('Master_Log_File') or ''}:{slave.get('Read_Master_Log_Pos') or 0}",
-            heartbeats=int(slave.get("Slave_received_heartbeats") or 0),
-            heartbeat_period_s=float(slave.get("Slave_heartbeat_period") or 0.0),
+            # Global status in 10.11 (SHOW SLAVE STATUS lacks them): the default connection's.
+            heartbeats=int(status.get("Slave_received_heartbeats") or 0),
+            heartbeat_period_s=float(status.get("Slave_heartbeat_period") or 0.0),
             sql_state=str(slave.get("Slave_SQL_Running_State") or ""),
             relay_log_file=str(slave.get("Relay_Log_File") or ""),
             relay_log_pos=int(slave.get("Relay_Log_Pos") or 0),
@@ -243,6 +244,7 @@ class NodeProber:
         self._last_key: tuple[Any, ...] | None = None
         self._boots = boots or BootTracker()  # shared with the admin (Daemon.from_config)
         self._answered = False  # the open connection has answered a probe (no restart since)
+        self._inflight: asyncio.Task[NodeObservation] | None = None  # a failing node's probe, across rounds
 
     async def _dial(self) -> Any:
         return await asyncmy.connect(
@@ -262,7 +264,37 @@ class NodeProber:
             self._answered = False
 
     async def probe(self) -> NodeObservation:
-        """One observation. Never raises: failures come back as an unreachable observation."""
+        """One observation. Never raises: failures come back as an unreachable observation.
+
+        A node that failed its last probe does not hold the round up: its probe runs on with its
+        full timeouts, and a round that it has not answered within ``interval_s`` sees it as still
+        not answering. So a silent IDC costs each round ``interval_s``, not the probe timeout, and
+        verdicts move at the round rate. An answer to a probe sent in an earlier round is not
+        used as this round's reading (the state it read may be older than the round): the node
+        is read again at once, on the connection that just answered."""
+        if self._inflight is None and (self._last is None or self._last.reachable):
+            return await self._probe_once()
+        sent_now = self._inflight is None
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._probe_once())
+        task = self._inflight
+        done, _ = await asyncio.wait({task}, timeout=self._s.interval_s)
+        if not done:
+            waited = self._clock() - self._failing_since
+            return NodeObservation(
+                node=self.node,
+                reachable=False,
+                failure=ProbeFailure.TIMEOUT,
+                error=f"no answer (failing for {waited:.1f} s)",
+                latency_ms=self._s.interval_s * 1000,
+            )
+        self._inflight = None
+        obs = task.result()
+        if obs.reachable and not sent_now:
+            return await self.probe()
+        return obs
+
+    async def _probe_once(self) -> NodeObservation:
         now = self._clock()
         if self._conn is None and now < self._next_dial and self._last is not None and not self._last.reachable:
             return self._last  # backing off: repeat the last failure rather than dial again
@@ -322,4 +354,7 @@ class NodeProber:
         return parse_observation(self.node, variables, status, slave, latency_ms=ms, book=self._book, booted_at=booted)
 
     async def close(self) -> None:
+        if self._inflight is not None:
+            self._inflight.cancel()
+            self._inflight = None
         self._discard()

@@ -49,3 +49,10 @@ def test_an_acker_still_receiving_is_not_hung() -> None:
     behind = with_replica(behind, SX, gtid_io_pos=pos(TOPO, "shard1", 50))
     behind = {**behind, SX: behind[SX].model_copy(update={"gtid_current_pos": pos(TOPO, "shard1", 50)})}
     assert _stuck(run(history((0.0, h), (1.0, behind), (9.0, behind)))) == []
+
+
+def test_a_loaded_primary_always_has_a_waiter_but_acks_flow() -> None:
+    """Under load a commit waits in every round, but yes_tx rises: nothing is stuck."""
+    h = home_nodes()
+    frames = [(float(k), with_master(h, M, wait_sessions=1, yes_tx=1000 + 50 * k)) for k in range(12)]
+    assert _stuck(run(history(*frames))) == []

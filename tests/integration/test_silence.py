@@ -1,0 +1,173 @@
+"""Silence on the real lab (issue 8): blips change nothing, one vantage point never acts, a cut
+between the two IDCs promotes nothing, and an isolated IDC fails over with nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from idc_ha.model.state import ShardRecord
+from sim.chaos import (
+    cut_controller,
+    flap_link,
+    freeze_idc,
+    freeze_machine,
+    heal_idc,
+    heal_partition,
+    isolate_idc,
+    partition,
+    reconnect_controller,
+    thaw_idc,
+    thaw_machine,
+    unflap_link,
+)
+from sim.harness import Daemon, Lab
+from tests.integration.helpers import ctl_conn, sql, writable
+from tests.integration.test_failover import (
+    RTO_PROMISE_S,
+    SHARDS,
+    alerts_topic,
+    assert_no_acked_write_lost,
+    collector,
+    run_workload_through,
+    wait_all_in_idc2,
+)
+
+
+def _acked(lab: Lab, node: str) -> int:
+    c = ctl_conn(lab, node)
+    try:
+        [row] = sql(c, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")[0]
+        return int(row["Value"])
+    finally:
+        c.close()
+
+
+def _home(recs: dict[str, ShardRecord]) -> bool:
+    return all(recs[s].primary == f"{s}-m" and recs[s].epoch == 1 and recs[s].op is None for s in SHARDS)
+
+
+def _machine_of(lab: Lab, node: str) -> str:
+    return str(lab.node(node)["machine"])
+
+
+def blips(lab: Lab, cycles: int) -> int:
+    """``cycles`` times: shard1-m's machine frozen 1 s, its link flapped 1 s, all of IDC1 frozen
+    2 s, each followed by a rest; the number of blips run."""
+    m = _machine_of(lab, "shard1-m")
+    n = 0
+    for _ in range(cycles):
+        freeze_machine(lab.workdir, m)
+        time.sleep(1.0)
+        thaw_machine(lab.workdir, m)
+        time.sleep(2.5)
+        flap_link(lab.workdir, m)
+        time.sleep(1.0)
+        unflap_link(lab.workdir, m)
+        time.sleep(2.5)
+        freeze_idc(lab.workdir, "IDC1")
+        time.sleep(2.0)
+        thaw_idc(lab.workdir, "IDC1")
+        time.sleep(3.0)
+        n += 3
+    return n
+
+
+def _run_blips(lab: Lab, daemon: Daemon, cycles: int) -> None:
+    def fault() -> tuple[float, float]:
+        t = time.time()
+        done = blips(lab, cycles)
+        print(f"{done} blips without a failover")
+        return t, time.time()
+
+    with collector(lab, alerts_topic(lab)) as alerts:
+        report, _, _ = asyncio.run(run_workload_through(lab, fault, expect_recovery=False))
+        started = [m for m in alerts.messages if m[1]["kind"] in ("failover_started", "flap_guard")]
+    assert not started, started
+    assert _home(daemon.records()), daemon.records()
+    assert not [e for e in daemon.journal() if e["event"] in ("decision", "step_done")]
+    assert_no_acked_write_lost(report)
+    assert all(writable(lab, f"{s}-m") for s in SHARDS)
+
+
+def test_blips_under_load_cause_no_failover(lab: Lab, daemon: Daemon) -> None:
+    """One cycle (3 blips) in the regular suite; ``-m chaos`` runs eleven (33)."""
+    _run_blips(lab, daemon, 1)
+
+
+@pytest.mark.chaos
+def test_many_blips_under_load_cause_no_failover(lab: Lab, daemon: Daemon) -> None:
+    _run_blips(lab, daemon, 11)
+
+
+def test_controller_cut_off_from_idc1_fails_nothing_over_and_alerts(lab: Lab, daemon: Daemon) -> None:
+    """Only the controller loses IDC1, for 8 s: IDC2 keeps replicating from it (heartbeats and all),
+    so no primary is witnessed dead; nothing moves, and primary_unreachable names the primaries."""
+    with collector(lab, alerts_topic(lab)) as alerts:
+        cut_controller(lab.workdir, "IDC1")
+        try:
+            hit = alerts.wait_for(lambda m: m[1]["kind"] == "primary_unreachable", timeout=15)
+            time.sleep(8.0)
+            c = ctl_conn(lab, "shard1-sx")
+            [row] = sql(c, "SHOW SLAVE STATUS")[0]
+            c.close()
+        finally:
+            reconnect_controller(lab.workdir, "IDC1")
+        assert hit is not None, alerts.messages
+        assert "no replica confirms" in hit[1]["reason"]
+        assert row["Slave_IO_Running"] == "Yes", row
+        assert not [m for m in alerts.messages if m[1]["kind"] == "failover_started"]
+    time.sleep(2.0)
+    assert _home(daemon.records())
+    assert not [e for e in daemon.journal() if e["event"] in ("decision", "step_done")]
+
+
+def test_idc1_idc2_partition_promotes_nothing_and_writes_resume_on_heal(lab: Lab, daemon: Daemon) -> None:
+    """IDC1 and IDC2 cannot reach each other for 8 s while the controller sees both: commits wait
+    on the primaries (no acker), nothing is promoted, a commits_stuck alert names the wait, and on
+    heal the waiting commits complete: 0 acknowledged writes lost."""
+
+    def fault() -> tuple[float, float]:
+        t = time.time()
+        partition(lab.workdir, "IDC1,IDC2")
+        time.sleep(8.0)
+        heal_partition(lab.workdir, "IDC1,IDC2")
+        # The waiting commits complete once the ackers are back: acks flow again on every primary.
+        before = {s: _acked(lab, f"{s}-m") for s in SHARDS}
+        deadline = time.monotonic() + RTO_PROMISE_S
+        while time.monotonic() < deadline and any(_acked(lab, f"{s}-m") <= before[s] for s in SHARDS):
+            time.sleep(0.2)
+        assert all(_acked(lab, f"{s}-m") > before[s] for s in SHARDS), "no ack since the heal"
+        return t, time.time()
+
+    with collector(lab, alerts_topic(lab)) as alerts:
+        report, _, _ = asyncio.run(run_workload_through(lab, fault, expect_recovery=False))
+        stuck = [m for m in alerts.messages if m[1]["kind"] == "commits_stuck"]
+        started = [m for m in alerts.messages if m[1]["kind"] == "failover_started"]
+    assert not started, started
+    assert _home(daemon.records())
+    assert_no_acked_write_lost(report)
+    for s, r in report.items():  # writes went on after the heal, on the same primaries
+        assert r["final_node"] == f"{s}-m" and r["max_gap_s"] is not None, r
+    assert stuck and "no acker connected" in stuck[0][1]["reason"], alerts.messages
+
+
+def test_idc1_isolated_under_load_fails_over_with_nothing_lost(lab: Lab, daemon: Daemon) -> None:
+    """Every link of IDC1 down (peers time out) under load: all shards move to IDC2, 0 lost."""
+
+    def fault() -> tuple[float, float]:
+        t = time.time()
+        isolate_idc(lab.workdir, "IDC1")
+        return t, time.time()
+
+    try:
+        report, _, recovered = asyncio.run(run_workload_through(lab, fault))
+        assert recovered, report
+        assert_no_acked_write_lost(report)
+        for s, r in report.items():
+            assert r["final_node"] == f"{s}-sx" and float(r["rto_s"]) < RTO_PROMISE_S, r  # type: ignore[arg-type]
+        wait_all_in_idc2(daemon)
+    finally:
+        heal_idc(lab.workdir, "IDC1")
