@@ -120,3 +120,24 @@ def test_quiet_without_heartbeats_is_no_witness() -> None:
     """With no heartbeat period (an idle source sends nothing), an unchanged link proves nothing."""
     frames = [(k * 0.25, CUT_OFF) for k in range(30)]
     assert verdicts(history(*frames)).nodes["shard1-m"].health == Health.UNREACHABLE
+
+
+def test_a_frozen_idc_fails_over_while_the_ackers_still_say_connected() -> None:
+    """The proof takes an acker silent for 3 heartbeat periods as having lost its primary, though
+    its IO thread has not timed out yet: every shard starts its IDC failover."""
+    from .test_rules import run
+
+    frames = [(k * 0.2 - 2.0, _beating(H, k)) for k in range(10)]
+    frozen = _beating(CUT_OFF, 9)
+    frames += [(round(k * 0.25, 2), frozen) for k in range(14)]
+    d = run(history(*frames))
+    assert sorted(p.shard for p in d.plans) == ["meta", "shard1", "shard2"], d.reasons
+
+
+def test_no_failover_while_the_ackers_still_receive_heartbeats() -> None:
+    from .test_rules import run
+
+    frames = [(k * 0.25 - 2.0, _beating(H, k)) for k in range(8)]
+    frames += [(k * 0.25, _beating(CUT_OFF, 8 + k)) for k in range(20)]
+    d = run(history(*frames))
+    assert d.plans == () and "unreachable from here only" in d.reasons["shard1"], d.reasons
