@@ -52,13 +52,14 @@ SILENT_PERIODS = 3  # heartbeat periods with nothing received: the source is sil
 @dataclass(frozen=True, slots=True)
 class Quiet:
     source: NodeName
-    since: float  # the last round in which something new had arrived (or the first seen)
+    since: float  # the last round in which something new had arrived, or the IO thread was busy
     rounds: int  # rounds since, with nothing new
     mark: tuple[GtidPos, str, int]  # (received, Master_Log_File:Read_Master_Log_Pos, heartbeats)
     period: float  # Slave_heartbeat_period
+    awaiting: bool = True  # the IO thread sat waiting for the source in every round since
 
     def silent(self, now: float) -> bool:
-        return self.period > 0 and now - self.since >= SILENT_PERIODS * self.period
+        return self.period > 0 and self.awaiting and now - self.since >= SILENT_PERIODS * self.period
 
 
 def quieter(q: Quiet | None, o: NodeObservation, now: float) -> Quiet:
@@ -66,9 +67,11 @@ def quieter(q: Quiet | None, o: NodeObservation, now: float) -> Quiet:
     r = o.replica
     assert r is not None and r.source is not None
     mark = (o.received(), r.read_at, r.heartbeats)
-    if q is not None and q.source == r.source and q.mark == mark:
-        return Quiet(r.source, q.since, q.rounds + 1, mark, r.heartbeat_period_s)
-    return Quiet(r.source, now, 1, mark, r.heartbeat_period_s)
+    # A busy IO thread (writing the relay log, held by relay_log_space_limit, mid-way through a
+    # big event) restarts the quiet run: nothing arriving then says nothing about the source.
+    if q is not None and q.source == r.source and q.mark == mark and r.awaiting_source:
+        return Quiet(r.source, q.since, q.rounds + 1, mark, r.heartbeat_period_s, q.awaiting)
+    return Quiet(r.source, now, 1, mark, r.heartbeat_period_s, r.awaiting_source)
 
 
 @dataclass(frozen=True)

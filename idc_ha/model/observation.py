@@ -54,6 +54,7 @@ class ReplicaStatus(FrozenValue):
     read_at: str = ""  # Master_Log_File:Read_Master_Log_Pos
     heartbeats: int = 0  # Slave_received_heartbeats
     heartbeat_period_s: float = 0.0  # Slave_heartbeat_period; 0: none sent
+    io_state: str = ""  # Slave_IO_State
     sql_state: str = ""
     relay_log_file: str = ""  # where the SQL thread reads: needed to resume it without a reset
     relay_log_pos: int = 0
@@ -70,6 +71,13 @@ class ReplicaStatus(FrozenValue):
     def io_stopped(self) -> bool:
         """The IO thread is not running at all (not even reconnecting)."""
         return self.io_running == "No"
+
+    @property
+    def awaiting_source(self) -> bool:
+        """The IO thread sits waiting for the source to send something (not writing to the relay
+        log, not held by relay_log_space_limit): only then does receiving nothing mean the source
+        sends nothing."""
+        return self.io_connected and self.io_state.startswith("Waiting for master to send event")
 
     @property
     def link_lost(self) -> bool:

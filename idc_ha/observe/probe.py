@@ -130,6 +130,7 @@ def parse_observation(
             heartbeats=int(status.get("Slave_received_heartbeats") or 0),
             heartbeat_period_s=float(status.get("Slave_heartbeat_period") or 0.0),
             sql_state=str(slave.get("Slave_SQL_Running_State") or ""),
+            io_state=str(slave.get("Slave_IO_State") or "")[:80],
             relay_log_file=str(slave.get("Relay_Log_File") or ""),
             relay_log_pos=int(slave.get("Relay_Log_Pos") or 0),
         )

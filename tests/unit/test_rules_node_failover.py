@@ -199,3 +199,26 @@ def test_a_local_candidate_with_its_own_writes_gives_way_to_the_acker() -> None:
     op = d.records["shard1"].op
     assert op is not None and op.target == SX
     assert any(a.kind == K.MOVED_IDC and "errant" in a.reason for a in d.alerts)
+
+
+def test_a_hand_over_after_the_acker_was_repointed_to_the_dead_target() -> None:
+    """Review 8 F1: ArmAcker had repointed Sx to MS when MS died: the IDC failover's proof no longer
+    fits (Sx replicates from MS), but Sx still holds all it had received from M: promote it."""
+    from .builders import replica_obs
+
+    _op, recs = _in_flight(M_DEAD)
+    for io in ("Connecting", "No"):  # reconnecting to the dead MS, or stopped by the plan
+        nodes = {**M_DEAD, MS: down(MS), SX: replica_obs(TOPO, SX, source=MS, io=io, acking=True)}
+        d = run(nodes, recs)
+        new = d.records["shard1"].op
+        assert new is not None and new.target == SX and new.id.endswith("-to-acker"), d.reasons["shard1"]
+
+
+def test_no_hand_over_to_an_acker_missing_what_it_had_received() -> None:
+    op, recs = _in_flight(M_DEAD)
+    less = pos(TOPO, "shard1", 90)
+    sx = changed(M_DEAD, SX, gtid_current_pos=less, gtid_slave_pos=less)
+    sx = with_replica(sx, SX, gtid_io_pos=less)
+    d = run({**sx, MS: down(MS)}, recs)
+    assert d.plans == () or all(p.op_id == op.id for p in d.plans)
+    assert any(a.kind == K.NOT_PROVEN_SAFE and "not all it had received" in a.reason for a in d.alerts)

@@ -91,7 +91,14 @@ def _beating(nodes: dict, beats: int, *, read: int = 100) -> dict:  # type: igno
     out = dict(nodes)
     for n, o in nodes.items():
         if o.reachable and o.replica is not None and o.replica.io_running == "Yes":
-            out = with_replica(out, n, heartbeat_period_s=0.5, heartbeats=beats, read_at=f"bin.000001:{read}")
+            out = with_replica(
+                out,
+                n,
+                heartbeat_period_s=0.5,
+                heartbeats=beats,
+                read_at=f"bin.000001:{read}",
+                io_state="Waiting for master to send event",
+            )
     return out
 
 
@@ -141,3 +148,15 @@ def test_no_failover_while_the_ackers_still_receive_heartbeats() -> None:
     frames += [(k * 0.25, _beating(CUT_OFF, 8 + k)) for k in range(20)]
     d = run(history(*frames))
     assert d.plans == () and "unreachable from here only" in d.reasons["shard1"], d.reasons
+
+
+def test_a_busy_io_thread_is_not_silent() -> None:
+    """The counters stand still while the IO thread is busy (queueing a big event, held by
+    relay_log_space_limit): with the controller cut off from IDC1, that is no witness."""
+    frames = [(k * 0.2 - 2.0, _beating(H, k)) for k in range(10)]
+    busy = _beating(CUT_OFF, 9)
+    for n in ("meta-sx", "shard1-sx", "shard2-sx"):
+        busy = with_replica(busy, n, io_state="Waiting for the slave SQL thread to free enough relay log space")
+    frames += [(round(k * 0.25, 2), busy) for k in range(14)]
+    v = verdicts(history(*frames))
+    assert v.nodes["shard1-m"].health == Health.UNREACHABLE and v.idcs["IDC1"] != Health.DEAD

@@ -1,9 +1,10 @@
 """An operation in flight is resumed, whatever else is true: a half-done failover is finished
 (stopping half-way would leave the shard without a writable primary).
 
-One exception: a node failover onto the local candidate whose target has failed before the new
-layout was committed (it never opened for writes) is handed over to the acker, with the same
-RPO=0 proof an IDC failover needs, the failed candidate fenced, and a ``moved_idc`` alert. Retrying
+One exception: a node failover onto the local candidate whose target has failed (dead, or
+unreachable from here: it never opened, so moving on is safe) before the new layout was committed
+is handed over to the acker, the failed candidate fenced, with a ``moved_idc`` alert; the acker
+must still hold all it had received from the old primary when the failover's proof passed. Retrying
 a dead target would block, for good, the failover the shard is owed (its IDC may be dying).
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from idc_ha.decide.plan import Fence, ShardPlan
 from idc_ha.decide.plans import plan_for
+from idc_ha.decide.proof import Proof
 from idc_ha.decide.rules.base import Outcome, ShardView, shard_alert, writable_strays
-from idc_ha.decide.rules.promote import not_proven, prove_acker, to_acker
+from idc_ha.decide.rules.promote import not_proven, to_acker
 from idc_ha.decide.verdicts import Health
 from idc_ha.model.alert import AlertKind, Severity
 from idc_ha.model.state import OpKind
@@ -38,18 +40,41 @@ def rule(v: ShardView) -> Outcome | None:
 
 
 def _hand_over(v: ShardView) -> Outcome:
+    """Promote the acker instead of the failed target. The node failover's proof passed when the
+    operation was recorded, and the acker may since have been stopped or repointed to the target
+    by the plan (so the proof's "replicates from the primary" no longer holds): what must hold now
+    is that the acker still has everything it had received from the old primary then
+    (``op.seen_received``), has not restarted since, and has no SQL error."""
     op = v.rec.op
-    assert op is not None
+    assert op is not None and op.via is not None
+    sx = op.via
     what = (
         f"the node failover's target {op.target} failed before it was promoted ({v.verdicts.nodes[op.target].evidence})"
     )
-    proof = prove_acker(v)
-    if not proof.ok or proof.candidate is None:
-        return not_proven(v, what, proof.reason)
+    o = v.snap.nodes.get(sx)
+    c = v.contact
+    why = None
+    if o is None or not o.reachable:
+        why = f"the acker {sx} is unreachable too"
+    elif op.seen_received is None or not o.received().contains(op.seen_received):
+        why = (
+            f"the acker {sx} holds {o.received()}, not all it had received when the failover began ({op.seen_received})"
+        )
+    elif c is None or c.acker != sx or c.acker_seen_at is None or o.booted_at != c.acker_booted_at:
+        why = f"the acker {sx} may have restarted since the failover began: its relay log may be gone"
+    elif o.replica is not None and o.replica.last_sql_errno:
+        why = f"the acker {sx}'s SQL thread stopped with error {o.replica.last_sql_errno}"
+    if why is not None:
+        return not_proven(v, what, why)
+    proof = Proof(
+        ok=True,
+        candidate=sx,
+        reason=f"the acker {sx} still holds all it had received from {op.old_primary} ({op.seen_received})",
+    )
     moved = shard_alert(
         AlertKind.MOVED_IDC,
         v.rec,
-        f"{v.rec.shard} moves to IDC {v.t.idc_of(proof.candidate)}: {what}",
+        f"{v.rec.shard} moves to IDC {v.t.idc_of(sx)}: {what}",
         "the shard now writes in the standby IDC; switch it back once its nodes rejoin",
         severity=Severity.CRITICAL,
     )
