@@ -59,13 +59,18 @@ def test_gap1_a_blind_spell_longer_than_the_bound_promotes_nothing(lab: Lab, dae
 
 def test_gap2_a_cut_off_controller_and_a_reconnecting_acker_fail_nothing_over(lab: Lab, daemon: Daemon) -> None:
     """The controller cannot reach IDC1 (its primaries are confirmed failing from here), and then
-    every acker's IO thread reconnects once (a 3 s cut of IDC1<->IDC2) and one is stopped and
-    started by hand: one vantage point plus a blip is no death. No failover, IDC1 keeps writing."""
+    acker links blip (a 1 s cut of IDC1<->IDC2) and one acker's IO thread is stopped and started by
+    hand: one vantage point plus a blip is no death. No failover, IDC1 keeps writing.
+
+    (The cut was 3 s until issue 8. With the controller cut off, a cut of IDC1<->IDC2 is IDC1
+    isolated, and an isolation of IDC1 longer than detection.confirm_other_s (2.3 s) is now a
+    failover by design: issue 8 asks writes back within 3 s of an isolation, and no failover on
+    blips of up to 2 s.)"""
     cut_controller(lab.workdir, "IDC1")
     try:
         time.sleep(4.5)
         partition(lab.workdir, "IDC1,IDC2")
-        time.sleep(3.0)
+        time.sleep(1.0)
         heal_partition(lab.workdir, "IDC1,IDC2")
         root_sql(lab, "meta-sx", "STOP SLAVE IO_THREAD")
         time.sleep(1.0)
