@@ -22,7 +22,7 @@ class Section(BaseModel):
 
 
 class Detection(Section):
-    confirm_refused_s: float = Field(0.4, ge=0, le=60)
+    confirm_refused_s: float = Field(0.2, ge=0, le=60)
     confirm_other_s: float = Field(2.3, ge=0, le=600)
     min_rounds: int = Field(2, ge=1, le=100)
     idc_down_share: float = Field(1.0, gt=0, le=1)

@@ -33,7 +33,7 @@ from .builders import (
 )
 
 REFUSED, TIMEOUT = ProbeFailure.REFUSED, ProbeFailure.TIMEOUT
-D = Detection()  # confirm_refused_s=0.4, confirm_other_s=3.0, min_rounds=2
+D = Detection()  # confirm_refused_s=0.2, confirm_other_s=2.3, min_rounds=2
 H = home_nodes()
 Nodes = dict[NodeName, NodeObservation]
 
@@ -59,7 +59,7 @@ class Case:
 CASES: dict[str, Case] = {
     "all-reachable": Case(steady(H), "shard1-m", Health.ALIVE),
     "refused-shorter-than-confirm": Case(
-        failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.3, rounds=3), "shard1-m", Health.SUSPECT
+        failing(lost(TOPO, H, ["shard1-m"], REFUSED), seconds=0.15, rounds=3), "shard1-m", Health.SUSPECT
     ),
     "refused-long-but-one-round": Case(
         history((-5.0, H), (0.0, lost(TOPO, H, ["shard1-m"], REFUSED))), "shard1-m", Health.SUSPECT

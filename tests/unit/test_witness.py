@@ -49,7 +49,7 @@ def test_a_witness_must_hold_its_lost_link_for_the_whole_window() -> None:
 
 def test_a_link_lost_before_the_controller_lost_the_node_counts_from_the_streak() -> None:
     """Gap 4's order: the acker lost its link long before the primary died (a cut link); the
-    overlap starts with the controller's own failure streak, so the refused window (0.4 s) confirms."""
+    overlap starts with the controller's own failure streak, so the refused window (0.2 s) confirms."""
     early = with_replica(H, "shard1-sx", io_running="Connecting", last_io_errno=2013)
     gone = lost(TOPO, early, ["shard1-m", "shard1-ms"], REFUSED)
     hist = history(*((k * 0.5, early) for k in range(10)), (5.0, gone), (5.2, gone), (5.4, gone))
