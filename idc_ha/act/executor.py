@@ -106,8 +106,15 @@ class Executor:
         for i, step in enumerate(plan.steps):
             t0 = time.perf_counter()
             try:
-                self._op(plan.shard, plan.op_id)  # replaced meanwhile (a node failover handed over): stop here
-                detail = await self._step(plan.shard, plan.op_id, step)
+                # Read before every step: an operation replaced meanwhile (a node failover handed
+                # over) stops here.
+                rec, op = self._op(plan.shard, plan.op_id)
+                if isinstance(step, StopReceiving | WaitRelayApplied | CatchUp) and rec.primary == op.target:
+                    # Resumed after the layout was committed: the nodes now replicate from the new
+                    # primary, and stopping them again would only hold its commits back.
+                    detail = f"layout committed at epoch {rec.epoch}; nothing to settle"
+                else:
+                    detail = await self._step(plan.shard, plan.op_id, step)
             except (StepFailed, NodeError) as e:
                 ms = round((time.perf_counter() - t0) * 1000, 1)
                 self.store.append(
@@ -167,12 +174,6 @@ class Executor:
         return change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
 
     async def _step(self, shard: ShardName, op_id: str, step: AnyStep) -> str:
-        if isinstance(step, StopReceiving | WaitRelayApplied | CatchUp):
-            rec, op = self._op(shard, op_id)
-            if rec.primary == op.target:
-                # Resumed after the layout was committed: the nodes now replicate from the new
-                # primary, and stopping them again would only hold its commits back.
-                return f"layout committed at epoch {rec.epoch}; nothing to settle"
         match step:
             case Fence():
                 return await self._fence(shard, op_id, step.node, dial=step.dial)

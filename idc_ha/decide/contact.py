@@ -110,7 +110,7 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
         since = prev.acker_cut_since
     elif quiet is not None:
         since = quiet.since  # silent: the run began at the last arrival
-    elif was_quiet is not None and was_quiet.period > 0 and was_quiet.mark[0] == got and not restarted_since(prev, a):
+    elif was_quiet is not None and was_quiet.period > 0 and was_quiet.mark[0] == got and not _restarted(prev, a):
         since = was_quiet.since  # the IO thread gave up on a link already quiet
     return {
         "acker_cut_since": since,
@@ -121,7 +121,7 @@ def _cut_run(mine: Contact | None, acker: NodeName | None, primary: NodeName, sn
     }
 
 
-def restarted_since(prev: Contact | None, a: NodeObservation) -> bool:
+def _restarted(prev: Contact | None, a: NodeObservation) -> bool:
     return prev is not None and prev.acker_seen_at is not None and a.booted_at != prev.acker_booted_at
 
 

@@ -14,6 +14,7 @@ Pure; ``since`` comes from ``Tracks.waiting``.
 
 from __future__ import annotations
 
+from idc_ha.decide.acks import acking
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
@@ -33,17 +34,7 @@ def stuck_commits(rec: ShardRecord, snap: Snapshot, since: float | None, policy:
     if m.wait_sessions <= 0:
         return None
     waited = snap.taken_at - since
-    acking = [
-        a
-        for a in rec.ackers
-        if (o := snap.nodes.get(a)) is not None
-        and o.reachable
-        and o.replica is not None
-        and o.source == rec.primary
-        and o.replica.io_connected
-        and o.semisync_slave is not None
-        and o.semisync_slave.status
-    ]
+    ackers = [a for a in rec.ackers if acking(snap.nodes.get(a), rec.primary)]
 
     def alert(reason: str, hint: str) -> Alert:
         return Alert(
@@ -56,7 +47,7 @@ def stuck_commits(rec: ShardRecord, snap: Snapshot, since: float | None, policy:
             hint=f"{hint}; {NEVER}",
         )
 
-    if m.clients == 0 or not acking:
+    if m.clients == 0 or not ackers:
         if waited <= 0:  # seen in one round only
             return None
         return alert(
@@ -64,12 +55,12 @@ def stuck_commits(rec: ShardRecord, snap: Snapshot, since: float | None, policy:
             f"with no acker connected (recorded ackers: {', '.join(rec.ackers) or 'none'})",
             "bring the acker back or repair its link; the commits complete once it acks",
         )
-    caught_up = all(snap.nodes[a].received().contains(p.gtid_binlog_pos) for a in acking)
+    caught_up = all(snap.nodes[a].received().contains(p.gtid_binlog_pos) for a in ackers)
     if caught_up and waited > policy.alerts.stuck_commit_s:
         return alert(
             f"{m.wait_sessions} commit(s) on {rec.primary} have waited {waited:.1f} s for a semi-sync ack although "
-            f"{', '.join(acking)} is connected and has received all of it ({p.gtid_binlog_pos}): the ack "
+            f"{', '.join(ackers)} is connected and has received all of it ({p.gtid_binlog_pos}): the ack "
             "receiver looks hung (MariaDB 10.11, lab-facts.md)",
-            f"restart the IO thread of {acking[0]} by hand, or wait for the degrade action",
+            f"restart the IO thread of {ackers[0]} by hand, or wait for the degrade action",
         )
     return None
