@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,9 @@ class Workload:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._next_id = {s.name: 1 for s in self.t.shards}
+        # Set (and replaced) when a shard's route moves to another node: a write still in flight on
+        # the old one is abandoned then, as a client behind a routing proxy sees its connection cut.
+        self._moved: dict[str, asyncio.Event] = {s.name: asyncio.Event() for s in self.t.shards}
 
     # -- routing
     async def _follow_routing(self) -> None:
@@ -88,8 +93,14 @@ class Workload:
                         p = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
                         cur = self.routes.get(p["shard"])
                         if cur is None or p["epoch"] >= cur.epoch:
-                            self.routes[p["shard"]] = Route(p["epoch"], p["node"], p["host"], int(p["port"]))
+                            new = Route(p["epoch"], p["node"], p["host"], int(p["port"]))
+                            self.routes[p["shard"]] = new
                             self.routing_updates += 1
+                            if cur is not None and (cur.host, cur.port) != (new.host, new.port):
+                                moved = self._moved.get(p["shard"])
+                                self._moved[p["shard"]] = asyncio.Event()
+                                if moved is not None:
+                                    moved.set()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 
@@ -127,7 +138,7 @@ class Workload:
         conn: aiomysql.Connection | None = None
         conn_route: Route | None = None
         while not self._stop.is_set():
-            route = self.routes[shard]
+            route, moved = self.routes[shard], self._moved[shard]
             if (
                 conn is not None
                 and conn_route is not None
@@ -147,10 +158,7 @@ class Workload:
             self._next_id[shard] += 1
             led.attempted += 1
             try:
-                async with asyncio.timeout(WRITE_TIMEOUT_S), conn.cursor() as cur:
-                    await cur.execute(
-                        f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time())
-                    )
+                await _unless_moved(conn, self._insert(conn, i, shard), moved)
                 led.acked[i] = time.time()
                 led.acked_on[i] = route.node
                 if not led.nodes_written or led.nodes_written[-1] != route.node:
@@ -173,6 +181,11 @@ class Workload:
                 await asyncio.sleep(self.pause_s)
         if conn is not None:
             conn.close()
+
+    @staticmethod
+    async def _insert(conn: aiomysql.Connection, i: int, shard: str) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute(f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time()))
 
     async def start(self) -> None:
         await self.prepare()
@@ -259,6 +272,25 @@ class Workload:
                 "error": error,
             }
         return out
+
+
+async def _unless_moved(conn: aiomysql.Connection, write: Coroutine[Any, Any, None], moved: asyncio.Event) -> None:
+    """The write, within WRITE_TIMEOUT_S; abandoned (TimeoutError: in doubt) as soon as the shard's
+    route moves to another node (a write held by a frozen or cut-off old primary would otherwise
+    hold its writer for the whole timeout after writes are back elsewhere)."""
+    w = asyncio.ensure_future(write)
+    m = asyncio.ensure_future(moved.wait())
+    try:
+        done, _ = await asyncio.wait({w, m}, timeout=WRITE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        m.cancel()
+    if w in done:
+        return w.result()
+    conn.close()  # first: a cancelled cursor would otherwise wait on the silent node to close
+    w.cancel()
+    with contextlib.suppress(BaseException):
+        await w
+    raise TimeoutError("the route moved while the write was in flight" if moved.is_set() else "write timed out")
 
 
 async def _main(a: argparse.Namespace) -> dict[str, Any]:

@@ -33,6 +33,9 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation
 from idc_ha.ports import Admin
 
+ER_NO_SUCH_THREAD = 1094  # KILL of a thread that has ended
+KILL_SETTLE_S = 0.02  # between KILL of an IO thread and STOP SLAVE IO_THREAD (``_kill_io_thread``)
+
 Stuck = Callable[[NodeName, str, str], NoReturn]  # alerts that a human is needed, then raises
 
 NO_SUCH_LOG = 1220  # SHOW RELAYLOG EVENTS IN a file that does not exist
@@ -168,8 +171,41 @@ async def stop_receiving(admin: Admin, node: NodeName, stuck: Stuck) -> str:
     if o.replica.io_stopped:
         return "IO thread already stopped" + ("; SQL thread resumed from its relay log" if started else "")
     # Stopping (never restarting) the IO thread keeps the relay log and fixes what was received.
+    killed = await _kill_io_thread(admin, node)
     await admin.run(node, "STOP SLAVE IO_THREAD")
-    return f"IO thread stopped at {o.replica.gtid_io_pos}" + ("; SQL thread started" if started else "")
+    return (
+        f"IO thread stopped at {o.replica.gtid_io_pos}"
+        + (" (killed first: its source is silent)" if killed else "")
+        + ("; SQL thread started" if started else "")
+    )
+
+
+async def _kill_io_thread(admin: Admin, node: NodeName) -> bool:
+    """Mark the IO thread killed before STOP SLAVE IO_THREAD, so that the stop is immediate.
+
+    An IO thread waiting on a silent source (frozen, or its link cut) misses the first stop signal
+    in MariaDB 10.11: the interrupted read is retried with a fresh timeout, and the stop is only
+    resent after 2 s (measured: 2.002 s every time). A read interrupted while the thread is marked
+    killed returns at once (``my_real_read`` checks the kill flag), so KILL, then STOP, ends the
+    thread in milliseconds while it still waits to read (before ``slave_net_timeout`` makes it
+    reconnect; a reconnect attempt ignores the flag and the stop takes the 2 s again). KILL alone
+    only takes effect when something arrives or the read times out. An event read after the flag
+    is set is dropped, not queued nor acknowledged, as with STOP. The stop follows the KILL after
+    ``KILL_SETTLE_S``: sent at once, it still met the 2 s resend in about one case in five
+    (measured on the lab, the reason not found); 10 ms later, never in 24 tries. Only with exactly
+    one IO thread (the default connection idc-ha manages): never a stranger's named connection."""
+    rows = await admin.run(node, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'", fetch=True)
+    ids = [int(r["ID"]) for r in rows[0]]
+    if len(ids) != 1:
+        return False
+    try:
+        await admin.run(node, f"KILL CONNECTION {ids[0]}")
+    except NodeError as e:
+        if e.code != ER_NO_SUCH_THREAD:
+            raise
+        return False  # it ended meanwhile
+    await asyncio.sleep(KILL_SETTLE_S)
+    return True
 
 
 async def wait_applied(admin: Admin, node: NodeName, stuck: Stuck, *, timeout_s: float) -> str:

@@ -69,6 +69,9 @@ class ProbeSettings(Section):
     query_timeout_s: float = Field(0.5, gt=0, le=60)
     backoff_max_s: float = Field(2.0, gt=0, le=300)
     fresh_window_s: float = Field(10.0, ge=0, le=600)  # no backoff while a failure is being confirmed
+    # How long a round waits for a node that failed its last probe (its probe runs on meanwhile):
+    # a node that is back answers within milliseconds; one still silent should not delay verdicts.
+    failing_hold_s: float = Field(0.05, gt=0, le=60)
 
 
 class MqttSettings(Section):

@@ -268,9 +268,9 @@ class NodeProber:
         """One observation. Never raises: failures come back as an unreachable observation.
 
         A node that failed its last probe does not hold the round up: its probe runs on with its
-        full timeouts, and a round that it has not answered within ``interval_s`` sees it as still
-        not answering. So a silent IDC costs each round ``interval_s``, not the probe timeout, and
-        verdicts move at the round rate. An answer to a probe sent in an earlier round is not
+        full timeouts, and a round that it has not answered within ``failing_hold_s`` sees it as
+        still not answering. So a silent IDC costs each round ``failing_hold_s``, not the probe
+        timeout, and verdicts move at the round rate. An answer to a probe sent in an earlier round is not
         used as this round's reading (the state it read may be older than the round): the node
         is read again at once, on the connection that just answered."""
         if self._inflight is None and (self._last is None or self._last.reachable):
@@ -279,7 +279,7 @@ class NodeProber:
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._probe_once())
         task = self._inflight
-        done, _ = await asyncio.wait({task}, timeout=self._s.interval_s)
+        done, _ = await asyncio.wait({task}, timeout=min(self._s.failing_hold_s, self._s.interval_s))
         if not done:
             waited = self._clock() - self._failing_since
             return NodeObservation(
@@ -287,7 +287,7 @@ class NodeProber:
                 reachable=False,
                 failure=ProbeFailure.TIMEOUT,
                 error=f"no answer (failing for {waited:.1f} s)",
-                latency_ms=self._s.interval_s * 1000,
+                latency_ms=min(self._s.failing_hold_s, self._s.interval_s) * 1000,
             )
         self._inflight = None
         obs = task.result()

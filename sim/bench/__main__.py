@@ -124,11 +124,13 @@ FAULT_TEXT = {
 }
 
 
-def failover(trials: int, warmup: float, fault: str = "kill-idc") -> dict[str, Any]:
+def failover(trials: int, warmup: float, fault: str = "kill-idc", keep: Path | None = None) -> dict[str, Any]:
     results = []
     with tempfile.TemporaryDirectory(prefix="idcha-bench-") as tmp:
+        base = Path(tmp) if keep is None else keep
+        base.mkdir(parents=True, exist_ok=True)
         for k in range(trials):
-            r = asyncio.run(_failover_trial(Path(tmp), k, warmup=warmup, fault_kind=fault))
+            r = asyncio.run(_failover_trial(base, k, warmup=warmup, fault_kind=fault))
             print(json.dumps(r), file=sys.stderr, flush=True)
             results.append(r)
     det = [r["detection_s"] for r in results if r["detection_s"] is not None]
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--trials", type=int, default=5)
     f.add_argument("--warmup", type=float, default=2.0)
     f.add_argument("--fault", choices=FAULTS, default="kill-idc", help="what happens to IDC1 (default kill-idc)")
+    f.add_argument("--keep", type=Path, metavar="DIR", help="keep each trial's daemon log (tN-daemon.log) in DIR")
     p = sub.add_parser("probes")
     p.add_argument("--seconds", type=float, default=5.0)
     lb = sub.add_parser("lab")
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--json", action="store_true", help="JSON only (the default output is JSON too)")
     a = ap.parse_args(argv)
     if a.bench == "failover":
-        out = failover(a.trials, a.warmup, a.fault)
+        out = failover(a.trials, a.warmup, a.fault, a.keep)
     elif a.bench == "probes":
         out = probes(a.seconds)
     elif a.bench == "scale":

@@ -201,7 +201,7 @@ class Fleet:
                 r.at += 1
 
     def forbidden(self) -> list[Sent]:
-        """Every KILL and every switch of master semi-sync OFF that was ever sent (must stay empty)."""
+        """Every KILL QUERY and every switch of master semi-sync OFF that was ever sent (must stay empty)."""
         return [s for s in self.sent if FORBIDDEN.search(s.sql)]
 
     def statements(self, node: NodeName) -> list[str]:
@@ -237,7 +237,7 @@ class Fleet:
                     if "CHANGE MASTER" in sql.upper() or "RESET SLAVE" in sql.upper():
                         self._replicas_of = None
                     out.append(rows if fetch else [])
-                    if self.on_effect is not None and not sql.upper().startswith("SHOW"):
+                    if self.on_effect is not None and not sql.upper().startswith(("SHOW", "SELECT")):
                         self.on_effect(f"{node}: {sql}")
         except TimeoutError as e:
             raise NodeError(f"{node}: {sql}: timed out", node=node) from e

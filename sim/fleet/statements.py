@@ -26,12 +26,16 @@ from idc_ha.errors import NodeError
 
 from .node import EVENT_BYTES, FakeNode, Replica
 
-FORBIDDEN = re.compile(r"^\s*KILL\b|rpl_semi_sync_master_enabled\s*=\s*'?(OFF|0|FALSE)\b", re.IGNORECASE)
+# KILL QUERY of anything, and switching master semi-sync off, turn a commit waiting for its ack into
+# an acknowledged one. The only KILL modelled is of a replica's own IO thread (``_kill``).
+FORBIDDEN = re.compile(r"^\s*KILL\s+QUERY\b|rpl_semi_sync_master_enabled\s*=\s*'?(OFF|0|FALSE)\b", re.IGNORECASE)
 _SET = re.compile(r"SET GLOBAL (\w+)\s*=\s*(.+)", re.IGNORECASE)
 _SLAVE = re.compile(r"(START|STOP) SLAVE( IO_THREAD| SQL_THREAD)?", re.IGNORECASE)
 _RELAYLOG = re.compile(
     r"SHOW RELAYLOG EVENTS IN '([^']+)'(?: FROM (\d+))?(?: LIMIT (?:(\d+),\s*)?(\d+))?", re.IGNORECASE
 )
+_KILL = re.compile(r"KILL (?:CONNECTION )?(\d+)", re.IGNORECASE)
+_IO_THREAD_QUERY = "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'"
 _STATUS = re.compile(r"SHOW GLOBAL STATUS LIKE '(\w+)'", re.IGNORECASE)
 _OPTION = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
 _KNOWN = {f"MASTER_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "USE_GTID", "CONNECT_RETRY")} | {
@@ -71,6 +75,11 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
         _change_master(n, s)
     elif m := _RELAYLOG.fullmatch(s):
         return _relaylog_events(n, m[1], int(m[2] or 4), int(m[3] or 0), int(m[4]) if m[4] else None)
+    elif s == _IO_THREAD_QUERY:
+        r = n.replica
+        return [{"ID": io_thread_id(n)}] if r is not None and r.io != "No" else []
+    elif m := _KILL.fullmatch(s):
+        _kill(n, int(m[1]), s)
     elif m := _STATUS.fullmatch(s):
         status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions}
         return [{"Variable_name": m[1], "Value": str(status[m[1]])}] if m[1] in status else []
@@ -102,6 +111,23 @@ async def _set(n: FakeNode, name: str, value: str) -> None:
         n.slave_enabled = on  # counts only once the IO thread (re)connects
     else:
         raise UnknownStatement(f"{n.name}: the fake does not model SET GLOBAL {name}")
+
+
+def io_thread_id(n: FakeNode) -> int:
+    """The processlist id of a fake node's IO thread."""
+    return 1_000_000 + n.server_id
+
+
+def _kill(n: FakeNode, thread: int, sql: str) -> None:
+    """KILL of the node's own IO thread: it ends (in MariaDB, at its next read; the executor follows
+    with STOP SLAVE IO_THREAD). A KILL of anything else is not modelled: it would be a client's
+    session, maybe one waiting for its ack."""
+    r = n.replica
+    if thread != io_thread_id(n):
+        raise UnknownStatement(f"{n.name}: the fake models KILL of the IO thread only, not {sql!r}")
+    if r is None or r.io == "No":
+        raise NodeError(f"{n.name}: {sql}: 1094 Unknown thread id: {thread}", node=n.name, code=1094)
+    r.io, r.semi = "No", False
 
 
 def _replica(n: FakeNode, sql: str) -> Replica:

@@ -118,11 +118,14 @@ def write_cnf(shape: LabShape, workdir: Path, node: NodeSpec, *, as_replica: boo
         "innodb_buffer_pool_size=16M",
         "innodb_log_file_size=4M",
         "performance_schema=OFF",
-        # Heartbeats every 0.5 s (MASTER_HEARTBEAT_PERIOD) show a silent source within 1.5 s. After a
-        # partition heals, the first reconnect of a semi-sync replica often receives nothing until
-        # this timeout makes it reconnect again (measured on 10.11: waiting commits resume ~6 s
-        # after the heal at 4 s, ~3 s at 2 s), so it stays short.
-        "slave_net_timeout=2",
+        # Heartbeats every 0.1 s (MASTER_HEARTBEAT_PERIOD, act/admin.py) show a silent source within
+        # 0.3 s; the controller confirms a silent IDC ~2.5-2.8 s after it went quiet. Until this
+        # timeout the acker's IO thread still waits to read: KILL then STOP SLAVE IO_THREAD ends it
+        # at once (most of the time; else the killed read ends at this timeout). Once it has timed
+        # out it is reconnecting, and a stop takes MariaDB's 2 s resend (act/relaylog.py). So it
+        # outlasts the confirmation, by little. It also bounds how long a reconnect that receives
+        # nothing after a partition heals goes unnoticed.
+        "slave_net_timeout=3",
         "max_connections=200",
     ]
     if primary_home:

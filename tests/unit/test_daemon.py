@@ -65,7 +65,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     finally:
         d.stop()
         await asyncio.wait_for(task, BOUND)
-    assert fleet.forbidden() == [], "a KILL or master semi-sync OFF was sent"
+    assert fleet.forbidden() == [], "a KILL QUERY or master semi-sync OFF was sent"
 
 
 def _all(d: Daemon, pred: Callable[..., bool]) -> bool:

@@ -74,7 +74,7 @@ async def ctl(tmp_path: Path) -> AsyncIterator[Controller]:
     fencer = Fencer(cast(Admin, c), book, store, alerts)
     yield Controller(c, store, book, alerts, fencer)
     await fencer.close()
-    assert c.forbidden() == [], "a KILL or master semi-sync OFF was sent"
+    assert c.forbidden() == [], "a KILL QUERY or master semi-sync OFF was sent"
 
 
 async def until(cond: Callable[[], bool]) -> None:
