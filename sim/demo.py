@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from sim.harness import ROOT, Daemon, Lab, kill_idc
-from sim.workload import Workload
+from sim.site import SiteWorkload
 
 
 def say(msg: str) -> None:
@@ -49,7 +49,7 @@ async def demo() -> int:
         say("idc-ha status")
         status(lab.config_path)
         say("writing to every shard (workload with a ledger of acknowledged writes), 3 s")
-        wl = Workload(lab.config(), user=lab.info["app_user"], password=lab.info["app_password"])
+        wl = SiteWorkload(lab.config(), lab.info)  # the writers run at the client site
         await wl.start()
         await asyncio.sleep(3)
         say("planned switch drills (`idc-ha switch --to IDC2`) come with the next release; skipping")

@@ -60,9 +60,17 @@ class ShardLedger:
 
 class Workload:
     def __init__(
-        self, config: Config, *, user: str, password: str, pause_s: float = 0.005, writers_per_shard: int = 3
+        self,
+        config: Config,
+        *,
+        user: str,
+        password: str,
+        pause_s: float = 0.005,
+        writers_per_shard: int = 3,
+        mqtt_host: str | None = None,
     ) -> None:
         self.cfg, self.user, self.password = config, user, password
+        self.mqtt_host = mqtt_host or config.mqtt.host  # the broker as seen from where the writers run
         self.writers_per_shard = writers_per_shard
         self.t = config.topology
         self.pause_s = pause_s
@@ -87,7 +95,7 @@ class Workload:
         topic = f"{m.topic_prefix}/{self.t.cluster}/routing/+"
         while not self._stop.is_set():
             try:
-                async with aiomqtt.Client(m.host, m.port, identifier=f"wl-{time.time_ns()}") as c:
+                async with aiomqtt.Client(self.mqtt_host, m.port, identifier=f"wl-{time.time_ns()}") as c:
                     await c.subscribe(topic, qos=1)
                     async for msg in c.messages:
                         p = json.loads(bytes(msg.payload))  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ def _fault(lab: Lab, fault: str) -> tuple[float, float, set[str] | None]:
 
 
 async def _failover_trial(base: Path, k: int, *, warmup: float, fault_kind: str = "kill-idc") -> dict[str, Any]:
-    from sim.workload import Workload
+    from sim.site import SiteWorkload
 
     lab = Lab(base / f"t{k}").up()
     daemon = Daemon(lab.config_path, base / f"t{k}-daemon.log")
@@ -70,7 +70,7 @@ async def _failover_trial(base: Path, k: int, *, warmup: float, fault_kind: str 
         daemon.start()
         nshards = len(lab.config().topology.shards)
         await asyncio.to_thread(daemon.wait_safe, nshards, 30)
-        wl = Workload(lab.config(), user=lab.info["app_user"], password=lab.info["app_password"])
+        wl = SiteWorkload(lab.config(), lab.info)  # the writers run at the client site
         await wl.start()
         await asyncio.sleep(warmup)
         fault, killed, hit = await asyncio.to_thread(_fault, lab, fault_kind)

@@ -211,6 +211,8 @@ def describe(shape: LabShape, workdir: Path) -> dict[str, Any]:
             for n in shape.nodes
         ],
         "mqtt": {"host": "127.0.0.1", "port": shape.mqtt_port, "pid": pids.get("mosquitto")},
+        # Where the workload runs: its namespace (None: this one) and the broker's address from there.
+        "client": {"netns": shape.client_netns, "address": shape.client_address, "mqtt_host": shape.client_gateway},
         "etcd": [f"http://127.0.0.1:{shape.etcd_client_port}"],
         "controllers": [],
         "etcd_members": [],

@@ -89,12 +89,38 @@ def create(shape: LabShape) -> None:
             ],
             netns=m.netns,
         )
+    _create_client_site(shape)
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
     # The lab's own table: a forward chain that accepts by default; chaos adds drop rules to it.
     nft(
         f"add table inet {shape.nft_table}\n"
         f"add chain inet {shape.nft_table} forward {{ type filter hook forward priority -10; policy accept; }}\n"
         f"add chain inet {shape.nft_table} input {{ type filter hook input priority -10; policy accept; }}\n"
+    )
+
+
+def _create_client_site(shape: LabShape) -> None:
+    """The client site's namespace, linked to the root namespace by a veth pair of its own."""
+    ns, v = shape.client_netns, shape.client_veth
+    assert ns is not None
+    run(["ip", "netns", "add", ns])
+    batch(
+        [
+            f"link add {v} type veth peer name {v}p",
+            f"link set {v}p netns {ns}",
+            f"addr add {shape.client_gateway}/24 dev {v}",
+            f"link set {v} up",
+        ]
+    )
+    batch(
+        [
+            "link set lo up",
+            f"link set {v}p name eth0",
+            f"addr add {shape.client_address}/24 dev eth0",
+            "link set eth0 up",
+            f"route add default via {shape.client_gateway}",
+        ],
+        netns=ns,
     )
 
 

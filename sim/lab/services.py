@@ -24,7 +24,9 @@ def mosquitto_cmd(shape: LabShape, workdir: Path) -> list[str]:
     conf = workdir / "mosquitto.conf"
     # Started as root, mosquitto drops to its own user: log to stderr, no pid file, no persistence.
     conf.write_text(
-        f"listener {shape.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"listener {shape.mqtt_port} 127.0.0.1\n"
+        + ("" if shape.loopback else f"listener {shape.mqtt_port} {shape.client_gateway}\n")
+        + "allow_anonymous true\npersistence false\n"
         "log_dest stderr\nlog_type error\nlog_type warning\n"
     )
     return ["mosquitto", "-c", str(conf)]

@@ -82,6 +82,28 @@ class LabShape:
         # Unix socket paths are limited to 107 bytes: keep them short whatever the workdir.
         return Path(f"/tmp/idcha-{self.tag}")
 
+    # The client site: one more namespace where the workload's writers run, routed through the
+    # root namespace like an IDC but outside every IDC, so that cutting the controller's site off
+    # (the root namespace's own input) does not cut the writers off.
+    CLIENT_SUBNET = 200  # 10.<octet>.200.0/24
+
+    @property
+    def client_netns(self) -> str | None:
+        return None if self.loopback else f"ih{self.tag}-client"
+
+    @property
+    def client_veth(self) -> str:
+        return f"ih{self.tag}vc"
+
+    @property
+    def client_gateway(self) -> str:
+        """The root namespace's address on the client link (Mosquitto listens there too)."""
+        return "127.0.0.1" if self.loopback else f"10.{self.octet}.{self.CLIENT_SUBNET}.1"
+
+    @property
+    def client_address(self) -> str:
+        return "127.0.0.1" if self.loopback else f"10.{self.octet}.{self.CLIENT_SUBNET}.2"
+
     def gateway(self, idc_index: int) -> str:
         return "127.0.0.1" if self.loopback else f"10.{self.octet}.{idc_index}.1"
 

@@ -13,7 +13,7 @@ from idc_ha.model.ids import SyncState
 from idc_ha.model.state import ShardRecord
 from sim.chaos import kill_idc as chaos_kill_idc
 from sim.harness import Daemon, Lab, kill_idc
-from sim.workload import Workload
+from sim.site import SiteWorkload
 from tests.integration.helpers import MqttCollector, ctl_conn, idc_ha_cli, sql, writable
 
 RTO_PROMISE_S = 30.0
@@ -40,7 +40,7 @@ async def run_workload_through(
     """Write to every shard, call ``fault()`` (returns (start, end) wall times), wait for writes
     on a new node of every shard (of ``moving``, default all) after it, then verify the ledger.
     Returns (per-shard report, fault time, recovered)."""
-    wl = Workload(lab.config(), user=lab.info["app_user"], password=lab.info["app_password"])
+    wl = SiteWorkload(lab.config(), lab.info)  # the writers run at the client site
     await wl.start()
     try:
         await asyncio.sleep(warmup)
