@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from idc_ha.decide.tracks import SILENT_PERIODS
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, ShardName
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.problems import Problem
@@ -15,19 +16,28 @@ from idc_ha.model.state import ShardRecord, home_record
 from idc_ha.model.topology import Topology
 
 
-def _slow_to_notice(field: str, net_timeout_s: int, max_blind_s: float | None) -> Problem | None:
+def _slow_to_notice(
+    field: str, net_timeout_s: int, max_blind_s: float | None, heartbeat_s: float = 0.0
+) -> Problem | None:
     """An acker (or a node that becomes one) whose slave_net_timeout makes a silent IDC unprovable."""
-    # An acker notices a silent primary after about slave_net_timeout; the blind spell adds the
+    # An acker notices a silent primary when nothing, not even a heartbeat, has arrived for
+    # SILENT_PERIODS heartbeat periods, or else after slave_net_timeout; the blind spell adds the
     # rounds to confirm it and a probe timeout or two. Half the bound leaves that room.
-    if max_blind_s is None or not net_timeout_s or net_timeout_s <= max_blind_s / 2:
+    notice = float(net_timeout_s)
+    if heartbeat_s > 0:
+        notice = min(notice, SILENT_PERIODS * heartbeat_s)
+    if max_blind_s is None or not net_timeout_s or notice <= max_blind_s / 2:
         return None
     return Problem(
         field=field,
-        message=f"slave_net_timeout is {net_timeout_s} s: an acker this slow to notice a silent primary makes "
+        message=f"slave_net_timeout is {net_timeout_s} s with "
+        + (f"heartbeats every {heartbeat_s} s" if heartbeat_s > 0 else "no heartbeats")
+        + ": an acker this slow to notice a silent primary makes "
         f"the blind spell exceed proof.max_blind_s ({max_blind_s} s), so an IDC that goes silent (rather "
         "than refusing connections) is never failed over automatically",
-        fix=f"SET GLOBAL slave_net_timeout={max(1, int(max_blind_s // 3))} (and in its config file, with "
-        "MASTER_HEARTBEAT_PERIOD below it), or raise proof.max_blind_s",
+        fix="CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD=0.1 (as idc-ha wires replicas), or "
+        f"SET GLOBAL slave_net_timeout={max(1, int(max_blind_s // 3))} (and in its config file), "
+        "or raise proof.max_blind_s",
         severity="warning",
     )
 
@@ -165,7 +175,8 @@ def live_problems(
                         )
                     )
             if name in rec.ackers or t.node_by_name[name].role in ("acker", "cascade"):
-                slow = _slow_to_notice(field, o.slave_net_timeout_s, max_blind_s)
+                beat = o.replica.heartbeat_period_s if o.replica is not None else 0.0
+                slow = _slow_to_notice(field, o.slave_net_timeout_s, max_blind_s, beat)
                 if slow is not None:
                     out.append(slow)
             if name in rec.ackers:

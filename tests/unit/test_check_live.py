@@ -37,3 +37,18 @@ def test_an_acker_near_the_bound_is_named_too() -> None:
     """8 s against a 10 s bound leaves no room for confirmation rounds and a missed probe."""
     assert len(problems_for(changed(H, "shard1-sx", slave_net_timeout_s=8), max_blind_s=10.0)) == 1
     assert problems_for(changed(H, "shard1-sx", slave_net_timeout_s=4), max_blind_s=10.0) == []
+
+
+def test_heartbeats_make_a_long_slave_net_timeout_harmless() -> None:
+    """With heartbeats every 0.1 s an acker witnesses a silent primary in 0.3 s, whatever its
+    slave_net_timeout: nothing to warn about. Without them, the same timeout is named."""
+    sx = H["shard1-sx"]
+    assert sx.replica is not None
+    beating = changed(
+        H, "shard1-sx", slave_net_timeout_s=60, replica=sx.replica.model_copy(update={"heartbeat_period_s": 0.1})
+    )
+    assert problems_for(beating, max_blind_s=10.0) == []
+    silent = changed(
+        H, "shard1-sx", slave_net_timeout_s=60, replica=sx.replica.model_copy(update={"heartbeat_period_s": 0})
+    )
+    assert len(problems_for(silent, max_blind_s=10.0)) == 1
