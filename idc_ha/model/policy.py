@@ -38,7 +38,7 @@ class Proof(Section):
     is corroborated (the controller's failure streak and the acker's lost link both begun). In
     that blind spell semi-sync could have been weakened unseen; past the bound the shard is
     not_proven_safe. It must exceed how long an acker takes to notice a silent primary
-    (``slave_net_timeout``, heartbeat ``slave_net_timeout``/2 by default): otherwise an IDC
+    (3 heartbeat periods; ``slave_net_timeout`` without heartbeats): otherwise an IDC
     that goes silent, rather than refusing connections, can never be proven.
     """
 
