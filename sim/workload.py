@@ -24,7 +24,6 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from idc_ha.model.ids import NodeRole
 
 DB = "idcha_wl"
 WRITE_TIMEOUT_S = 5.0
+ORPHAN_WAIT_S = 60.0  # how long a write left behind by a route move may still be acknowledged
 
 
 @dataclass
@@ -53,6 +53,7 @@ class ShardLedger:
     acked: dict[int, float] = field(default_factory=dict)  # id -> wall time of the ack
     acked_on: dict[int, str] = field(default_factory=dict)  # id -> the node that acknowledged it
     in_doubt: set[int] = field(default_factory=set)
+    late: list[int] = field(default_factory=list)  # acknowledged after the route had moved away
     attempted: int = 0
     errors: int = 0
     nodes_written: list[str] = field(default_factory=list)
@@ -84,6 +85,7 @@ class Workload:
         self.routing_updates = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._orphans: list[asyncio.Future[None]] = []  # writes left in flight on a node the route left
         self._next_id = {s.name: 1 for s in self.t.shards}
         # Set (and replaced) when a shard's route moves to another node: a write still in flight on
         # the old one is abandoned then, as a client behind a routing proxy sees its connection cut.
@@ -166,7 +168,14 @@ class Workload:
             self._next_id[shard] += 1
             led.attempted += 1
             try:
-                await _unless_moved(conn, self._insert(conn, i, shard), moved)
+                w = asyncio.ensure_future(self._insert(conn, i, shard))
+                if not await _unless_moved(conn, w, moved):
+                    # The route moved: the writer goes on at the new node, the write stays in
+                    # flight on its own connection, and an OK that still comes is an ack.
+                    led.in_doubt.add(i)
+                    self._orphans.append(asyncio.ensure_future(self._orphan(conn, w, i, shard, route.node)))
+                    conn = None
+                    continue
                 led.acked[i] = time.time()
                 led.acked_on[i] = route.node
                 if not led.nodes_written or led.nodes_written[-1] != route.node:
@@ -195,6 +204,21 @@ class Workload:
         async with conn.cursor() as cur:
             await cur.execute(f"INSERT INTO {DB}.ledger (id, shard, ts) VALUES (%s, %s, %s)", (i, shard, time.time()))
 
+    async def _orphan(self, conn: aiomysql.Connection, w: asyncio.Future[None], i: int, shard: str, node: str) -> None:
+        """A write left in flight when its shard's route moved: an OK that arrives later (before
+        ``stop``) is recorded as acknowledged, by that node, and marked late; verify() then finds
+        it on the final primary or counts it lost, like any other ack."""
+        try:
+            done, _ = await asyncio.wait({w}, timeout=ORPHAN_WAIT_S)
+            if w in done and w.exception() is None:
+                led = self.ledgers[shard]
+                led.acked[i], led.acked_on[i] = time.time(), node
+                led.in_doubt.discard(i)
+                led.late.append(i)
+        finally:
+            conn.close()  # first: a cancelled cursor would wait on a silent node to close
+            w.cancel()
+
     async def start(self) -> None:
         await self.prepare()
         self._tasks.append(asyncio.create_task(self._follow_routing(), name="wl-routing"))
@@ -208,9 +232,9 @@ class Workload:
         self._stop.set()
         writers = [t for t in self._tasks if t.get_name() != "wl-routing"]
         await asyncio.wait(writers, timeout=WRITE_TIMEOUT_S + 2)
-        for t in self._tasks:
+        for t in [*self._tasks, *self._orphans]:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._orphans, return_exceptions=True)
 
     def first_ack_after(self, shard: str, t: float, *, not_on: str | None = None) -> float | None:
         """The first ack timestamped after ``t`` (by a node other than ``not_on``). A write the old
@@ -268,6 +292,7 @@ class Workload:
                 "attempted": led.attempted,
                 "errors": led.errors,
                 "in_doubt": len(led.in_doubt),
+                "late_acked": len(led.late),
                 "lost": None if lost is None else len(lost),
                 "lost_sample": (lost or [])[:10],
                 "duplicated": sum(1 for c in present.values() if c > 1),
@@ -282,23 +307,26 @@ class Workload:
         return out
 
 
-async def _unless_moved(conn: aiomysql.Connection, write: Coroutine[Any, Any, None], moved: asyncio.Event) -> None:
-    """The write, within WRITE_TIMEOUT_S; abandoned (TimeoutError: in doubt) as soon as the shard's
-    route moves to another node (a write held by a frozen or cut-off old primary would otherwise
-    hold its writer for the whole timeout after writes are back elsewhere)."""
-    w = asyncio.ensure_future(write)
+async def _unless_moved(conn: aiomysql.Connection, w: asyncio.Future[None], moved: asyncio.Event) -> bool:
+    """Wait for the write ``w``: True once it succeeded (its error is raised); False as soon as
+    the shard's route moves to another node, the write left running (a write held by a frozen or
+    cut-off old primary would otherwise hold its writer for the whole timeout after writes are
+    back elsewhere). Past WRITE_TIMEOUT_S it is abandoned: TimeoutError, in doubt."""
     m = asyncio.ensure_future(moved.wait())
     try:
         done, _ = await asyncio.wait({w, m}, timeout=WRITE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
     finally:
         m.cancel()
     if w in done:
-        return w.result()
+        w.result()
+        return True
+    if moved.is_set():
+        return False
     conn.close()  # first: a cancelled cursor would otherwise wait on the silent node to close
     w.cancel()
     with contextlib.suppress(BaseException):
         await w
-    raise TimeoutError("the route moved while the write was in flight" if moved.is_set() else "write timed out")
+    raise TimeoutError("write timed out")
 
 
 async def _main(a: argparse.Namespace) -> dict[str, Any]:

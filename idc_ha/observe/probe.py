@@ -282,10 +282,14 @@ class NodeProber:
         done, _ = await asyncio.wait({task}, timeout=min(self._s.failing_hold_s, self._s.interval_s))
         if not done:
             waited = self._clock() - self._failing_since
+            last = self._last
+            # No news within the hold: the node fails as it last did (a refusal that takes longer
+            # than the hold to arrive must not flip the verdict's window to the timeout one).
+            kind = last.failure if last is not None and not last.reachable and last.failure else ProbeFailure.TIMEOUT
             return NodeObservation(
                 node=self.node,
                 reachable=False,
-                failure=ProbeFailure.TIMEOUT,
+                failure=kind,
                 error=f"no answer (failing for {waited:.1f} s)",
                 latency_ms=min(self._s.failing_hold_s, self._s.interval_s) * 1000,
             )

@@ -42,7 +42,7 @@ from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, pos_of
 from .observe import build, state_of
-from .statements import FORBIDDEN, delete_relay_log, execute
+from .statements import FORBIDDEN, KILL, delete_relay_log, execute, io_thread_id
 
 UPTIME = 86_400
 
@@ -202,7 +202,12 @@ class Fleet:
 
     def forbidden(self) -> list[Sent]:
         """Every KILL QUERY and every switch of master semi-sync OFF that was ever sent (must stay empty)."""
-        return [s for s in self.sent if FORBIDDEN.search(s.sql)]
+        return [s for s in self.sent if FORBIDDEN.search(s.sql) or self._kills_a_session(s)]
+
+    def _kills_a_session(self, s: Sent) -> bool:
+        """A KILL of anything but the node's own IO thread: maybe a session waiting for its ack."""
+        m = KILL.fullmatch(" ".join(s.sql.split()))
+        return m is not None and int(m[1]) != io_thread_id(self.nodes[s.node])
 
     def statements(self, node: NodeName) -> list[str]:
         return [s.sql for s in self.sent if s.node == node]

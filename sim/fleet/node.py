@@ -73,6 +73,7 @@ class Replica:
 class FakeNode:
     name: NodeName
     server_id: int
+    kill_error: int | None = None  # a KILL of the IO thread fails with this code (e.g. 1095: no grant)
     dead: bool = False
     fault: str | None = None  # None, "timeout" (cut off), "frozen" (accepts, never answers)
     read_only: bool = True

@@ -34,7 +34,7 @@ _SLAVE = re.compile(r"(START|STOP) SLAVE( IO_THREAD| SQL_THREAD)?", re.IGNORECAS
 _RELAYLOG = re.compile(
     r"SHOW RELAYLOG EVENTS IN '([^']+)'(?: FROM (\d+))?(?: LIMIT (?:(\d+),\s*)?(\d+))?", re.IGNORECASE
 )
-_KILL = re.compile(r"KILL (?:CONNECTION )?(\d+)", re.IGNORECASE)
+KILL = re.compile(r"KILL (?:CONNECTION )?(\d+)", re.IGNORECASE)
 _IO_THREAD_QUERY = "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'"
 _STATUS = re.compile(r"SHOW GLOBAL STATUS LIKE '(\w+)'", re.IGNORECASE)
 _OPTION = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
@@ -78,7 +78,7 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
     elif s == _IO_THREAD_QUERY:
         r = n.replica
         return [{"ID": io_thread_id(n)}] if r is not None and r.io != "No" else []
-    elif m := _KILL.fullmatch(s):
+    elif m := KILL.fullmatch(s):
         _kill(n, int(m[1]), s)
     elif m := _STATUS.fullmatch(s):
         status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions}
@@ -125,8 +125,13 @@ def _kill(n: FakeNode, thread: int, sql: str) -> None:
     r = n.replica
     if thread != io_thread_id(n):
         raise UnknownStatement(f"{n.name}: the fake models KILL of the IO thread only, not {sql!r}")
+    if n.kill_error is not None:
+        raise NodeError(f"{n.name}: {sql}: {n.kill_error} refused", node=n.name, code=n.kill_error)
     if r is None or r.io == "No":
         raise NodeError(f"{n.name}: {sql}: 1094 Unknown thread id: {thread}", node=n.name, code=1094)
+    # MariaDB only marks the thread: it ends at its next read (an event, which it drops, or the
+    # read timeout) or at the STOP that the executor sends next. Ending it here is what the
+    # executor sees either way: nothing more is received, and the STOP finds it stopped.
     r.io, r.semi = "No", False
 
 

@@ -236,6 +236,33 @@ async def test_idc_failover_promotes_the_acker_with_its_whole_relay_log(
     assert [a.kind for a in d.alerts.alerts] == [AlertKind.FAILOVER_DONE]
 
 
+@pytest.mark.parametrize("code", [1095, 1227, 1094])
+async def test_a_refused_kill_of_the_io_thread_only_costs_speed(
+    new_cluster: Callable[..., Fleet], tmp_path: Path, code: int
+) -> None:
+    """The KILL before STOP SLAVE IO_THREAD is a speed-up: refused (no grant: 1095, 1227) or too
+    late (1094), the failover goes on and ends promoted with nothing lost, saying so."""
+    c = new_cluster()
+    c.nodes[SX].kill_error = code
+    d = started(c, tmp_path)
+    await resume(d)
+    assert_promoted_without_loss(c, d.book)
+    [detail] = [e["detail"] for e in d.store.journal() if e["event"] == "step_done" and e["step"] == "stop_receiving"]
+    assert ("not killed first" in detail) == (code != 1094) and "(killed first)" not in detail, detail
+    assert c.forbidden() == []
+
+
+def test_the_fleet_flags_a_kill_of_anything_but_the_io_thread() -> None:
+    """forbidden() names a KILL of a session (it might be waiting for its ack), not of the IO thread."""
+    c = Fleet(TOPO).arrange_home(seq=10)
+    c.record = True
+    asyncio.run(c.run(SX, f"KILL CONNECTION {IO_THREAD_SX}"))
+    assert c.forbidden() == []
+    with pytest.raises(AssertionError):
+        asyncio.run(c.run(M, "KILL 42"))
+    assert [s.sql for s in c.forbidden()] == ["KILL 42"]
+
+
 # -- 2. a crash anywhere, then a restarted daemon ------------------------------------------------------
 
 

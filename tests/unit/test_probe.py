@@ -151,3 +151,27 @@ def test_the_admin_reads_the_boot_the_prober_holds() -> None:
     assert boots.peek("n1", 1020, 5010.0, 5010.05) == held
     assert boots.peek("n1", 3, 5010.0, 5010.05) == 5007.0  # a restart: its own estimate
     assert boots.peek("n2", 50, 5010.0, 5010.05) == 4960.0  # never probed: its own estimate
+
+
+def test_a_failing_node_with_no_news_within_the_hold_fails_as_it_last_did() -> None:
+    """A node whose last probe was refused, and whose next probe has not ended within the hold,
+    is still seen refused in that round (not a timeout, which would stretch its confirmation);
+    one that last timed out is seen timing out."""
+    from idc_ha.model.observation import ProbeFailure
+
+    async def run(last: ProbeFailure) -> NodeObservation:
+        p = prober()
+        p._last = NodeObservation(node="n1", reachable=False, failure=last, error="x")
+
+        async def never() -> NodeObservation:
+            await asyncio.sleep(3600)
+            raise AssertionError
+
+        p._inflight = asyncio.ensure_future(never())
+        try:
+            return await p.probe()
+        finally:
+            p._inflight.cancel()
+
+    assert asyncio.run(run(ProbeFailure.REFUSED)).failure == ProbeFailure.REFUSED
+    assert asyncio.run(run(ProbeFailure.TIMEOUT)).failure == ProbeFailure.TIMEOUT
