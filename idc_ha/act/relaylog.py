@@ -172,7 +172,9 @@ async def stop_receiving(admin: Admin, node: NodeName, stuck: Stuck) -> str:
         return "IO thread already stopped" + ("; SQL thread resumed from its relay log" if started else "")
     # Stopping (never restarting) the IO thread keeps the relay log and fixes what was received.
     try:
-        killed = await _kill_io_thread(admin, node)
+        # Only an IO thread connected and waiting to read needs it: one reconnecting (its source
+        # refuses, or it timed out) ignores the kill flag, and stops at once when it is sleeping.
+        killed = o.replica.io_running == "Yes" and await _kill_io_thread(admin, node)
         how = " (killed first)" if killed else ""
     except NodeError as e:
         # Only a speed-up: without it (no PROCESS or CONNECTION ADMIN grant, say) the stop may

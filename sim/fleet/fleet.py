@@ -162,7 +162,8 @@ class Fleet:
                 continue
             src = self.source_of(r)
             if src is None or not src.answers:
-                r.io, r.semi, r.last_io_errno = "Connecting", False, 2003
+                if not (r.waits_on_silence and r.io == "Yes"):
+                    r.io, r.semi, r.last_io_errno = "Connecting", False, 2003
                 continue
             if r.io != "Yes":
                 r.io, r.semi, r.last_io_errno = "Yes", n.slave_enabled, 0

@@ -52,6 +52,9 @@ class Replica:
     info_at: int | None = None
     partial: Gtid | None = None  # a group whose start reached the relay log but not its end (cut off)
     last_io_errno: int = 0
+    # The IO thread keeps saying "Yes" while its source is gone (a silent source, before
+    # slave_net_timeout); by default it goes "Connecting" at once, as with a refusing one.
+    waits_on_silence: bool = False
     last_sql_errno: int = 0
     last_sql_error: str = ""
 
