@@ -24,6 +24,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,10 @@ class Workload:
                 conn = None
             if conn is None:
                 try:
-                    conn = await self._connect(route)
+                    # A connect to a frozen node hangs until its timeout: given up when the route moves.
+                    conn = await _or_moved(self._connect(route), moved)
+                    if conn is None:
+                        continue
                     conn_route = route
                 except (pymysql.MySQLError, OSError, TimeoutError):
                     led.errors += 1
@@ -305,6 +309,24 @@ class Workload:
                 "error": error,
             }
         return out
+
+
+async def _or_moved(
+    connect: Coroutine[Any, Any, aiomysql.Connection], moved: asyncio.Event
+) -> aiomysql.Connection | None:
+    """The connection; None (the attempt cancelled) if the shard's route moves first."""
+    c = asyncio.ensure_future(connect)
+    m = asyncio.ensure_future(moved.wait())
+    try:
+        await asyncio.wait({c, m}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        m.cancel()
+    if c.done():
+        return c.result()
+    c.cancel()
+    with contextlib.suppress(BaseException):
+        await c
+    return None
 
 
 async def _unless_moved(conn: aiomysql.Connection, w: asyncio.Future[None], moved: asyncio.Event) -> bool:
