@@ -311,21 +311,30 @@ class Workload:
         return out
 
 
+async def _done_before_move(f: asyncio.Future[Any], moved: asyncio.Event, timeout: float | None = None) -> bool:
+    """Whether ``f`` ended before the shard's route moved (and within ``timeout``); it is left as it is."""
+    m = asyncio.ensure_future(moved.wait())
+    try:
+        done, _ = await asyncio.wait({f, m}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        m.cancel()
+    return f in done
+
+
+async def _cancel(f: asyncio.Future[Any]) -> None:
+    f.cancel()
+    with contextlib.suppress(BaseException):
+        await f
+
+
 async def _or_moved(
     connect: Coroutine[Any, Any, aiomysql.Connection], moved: asyncio.Event
 ) -> aiomysql.Connection | None:
     """The connection; None (the attempt cancelled) if the shard's route moves first."""
     c = asyncio.ensure_future(connect)
-    m = asyncio.ensure_future(moved.wait())
-    try:
-        await asyncio.wait({c, m}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        m.cancel()
-    if c.done():
+    if await _done_before_move(c, moved):
         return c.result()
-    c.cancel()
-    with contextlib.suppress(BaseException):
-        await c
+    await _cancel(c)
     return None
 
 
@@ -334,20 +343,13 @@ async def _unless_moved(conn: aiomysql.Connection, w: asyncio.Future[None], move
     the shard's route moves to another node, the write left running (a write held by a frozen or
     cut-off old primary would otherwise hold its writer for the whole timeout after writes are
     back elsewhere). Past WRITE_TIMEOUT_S it is abandoned: TimeoutError, in doubt."""
-    m = asyncio.ensure_future(moved.wait())
-    try:
-        done, _ = await asyncio.wait({w, m}, timeout=WRITE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        m.cancel()
-    if w in done:
+    if await _done_before_move(w, moved, WRITE_TIMEOUT_S):
         w.result()
         return True
     if moved.is_set():
         return False
     conn.close()  # first: a cancelled cursor would otherwise wait on the silent node to close
-    w.cancel()
-    with contextlib.suppress(BaseException):
-        await w
+    await _cancel(w)
     raise TimeoutError("write timed out")
 
 

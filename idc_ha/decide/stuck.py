@@ -15,7 +15,8 @@ Pure; ``since`` comes from ``Tracks.waiting``.
 from __future__ import annotations
 
 from idc_ha.decide.acks import acking
-from idc_ha.model.alert import Alert, AlertKind, Severity
+from idc_ha.decide.rules.base import shard_alert
+from idc_ha.model.alert import Alert, AlertKind
 from idc_ha.model.observation import Snapshot
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import ShardRecord
@@ -37,15 +38,7 @@ def stuck_commits(rec: ShardRecord, snap: Snapshot, since: float | None, policy:
     ackers = [a for a in rec.ackers if acking(snap.nodes.get(a), rec.primary)]
 
     def alert(reason: str, hint: str) -> Alert:
-        return Alert(
-            kind=AlertKind.COMMITS_STUCK,
-            severity=Severity.CRITICAL,
-            shard=rec.shard,
-            node=rec.primary,
-            epoch=rec.epoch,
-            reason=reason,
-            hint=f"{hint}; {NEVER}",
-        )
+        return shard_alert(AlertKind.COMMITS_STUCK, rec, reason, f"{hint}; {NEVER}")
 
     if m.clients == 0 or not ackers:
         if waited <= 0:  # seen in one round only

@@ -279,7 +279,8 @@ class NodeProber:
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._probe_once())
         task = self._inflight
-        done, _ = await asyncio.wait({task}, timeout=min(self._s.failing_hold_s, self._s.interval_s))
+        hold = min(self._s.failing_hold_s, self._s.interval_s)
+        done, _ = await asyncio.wait({task}, timeout=hold)
         if not done:
             waited = self._clock() - self._failing_since
             last = self._last
@@ -291,7 +292,7 @@ class NodeProber:
                 reachable=False,
                 failure=kind,
                 error=f"no answer (failing for {waited:.1f} s)",
-                latency_ms=min(self._s.failing_hold_s, self._s.interval_s) * 1000,
+                latency_ms=hold * 1000,
             )
         self._inflight = None
         obs = task.result()

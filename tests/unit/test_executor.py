@@ -30,6 +30,7 @@ from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import MemoryAlertSink
 from idc_ha.ports import Admin
 from sim.fleet import Fleet
+from sim.fleet.statements import io_thread_id
 
 from .builders import TOPO, WALL, failover_op, in_idc, pos, record
 
@@ -38,7 +39,6 @@ M, MS, SX, CAS, REM = (NodeName(f"shard1-{s}") for s in ("m", "ms", "sx", "cas",
 RECEIVED = pos(TOPO, SHARD, 150)  # everything M wrote; Sx had received all of it when IDC1 died
 POLICY = Policy(execution=Execution(relay_apply_timeout_s=2.0, semisync_verify_timeout_s=0.1))
 BOUND = 5.0  # no test awaits longer than this
-IO_THREAD_SX = 1_000_000 + TOPO.address_of(SX)[1]  # the fleet's processlist id of Sx's IO thread
 
 # Every durable effect of the failover in order: statements that changed a server, journal lines
 # and record writes. The happy path must produce exactly these; the crash test cuts after each.
@@ -248,7 +248,7 @@ async def test_a_connected_io_thread_is_killed_before_the_stop(
     await resume(d)
     assert_promoted_without_loss(c, d.book)
     on_sx = [x for x in c.statements(SX) if x.startswith(("KILL", "STOP SLAVE IO_THREAD"))]
-    assert on_sx[:2] == [f"KILL CONNECTION {IO_THREAD_SX}", "STOP SLAVE IO_THREAD"], on_sx
+    assert on_sx[:2] == [f"KILL CONNECTION {io_thread_id(c.nodes[SX])}", "STOP SLAVE IO_THREAD"], on_sx
     c2 = new_cluster()
     d2 = started(c2, tmp_path / "refused")
     await resume(d2)
@@ -275,7 +275,7 @@ def test_the_fleet_flags_a_kill_of_anything_but_the_io_thread() -> None:
     """forbidden() names a KILL of a session (it might be waiting for its ack), not of the IO thread."""
     c = Fleet(TOPO).arrange_home(seq=10)
     c.record = True
-    asyncio.run(c.run(SX, f"KILL CONNECTION {IO_THREAD_SX}"))
+    asyncio.run(c.run(SX, f"KILL CONNECTION {io_thread_id(c.nodes[SX])}"))
     assert c.forbidden() == []
     with pytest.raises(AssertionError):
         asyncio.run(c.run(M, "KILL 42"))

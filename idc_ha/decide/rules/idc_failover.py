@@ -8,7 +8,7 @@ failed. Otherwise: the operation goes into the record (written before any step) 
 from __future__ import annotations
 
 from idc_ha.decide.rules.base import Outcome, ShardView
-from idc_ha.decide.rules.promote import not_proven, prove_acker, refused, to_acker
+from idc_ha.decide.rules.promote import gate, to_acker
 from idc_ha.decide.verdicts import Health
 from idc_ha.model.state import OpKind
 
@@ -22,10 +22,7 @@ def rule(v: ShardView) -> Outcome | None:
     if pv.health == Health.SUSPECT:
         return Outcome(reason=f"no action yet: IDC {pidc} is down, confirming that primary {p} failed ({pv.evidence})")
     what = f"IDC {pidc} is down"
-    no = refused(v, what, switch="auto_idc_failover", on=v.policy.rules.auto_idc_failover)
-    if no is not None:
-        return no
-    proof = prove_acker(v)
-    if not proof.ok or proof.candidate is None:
-        return not_proven(v, what, proof.reason)
+    proof = gate(v, what, switch="auto_idc_failover", on=v.policy.rules.auto_idc_failover)
+    if isinstance(proof, Outcome):
+        return proof
     return to_acker(v, OpKind.IDC_FAILOVER, what, f"IDC {pidc} down ({pv.evidence})", proof)

@@ -22,7 +22,7 @@ proof: alert, no action.
 from __future__ import annotations
 
 from idc_ha.decide.rules.base import Outcome, ShardView, shard_alert, writable_strays
-from idc_ha.decide.rules.promote import not_proven, prove_acker, refused, started, to_acker
+from idc_ha.decide.rules.promote import gate, started, to_acker
 from idc_ha.decide.verdicts import Health
 from idc_ha.model.alert import AlertKind, Severity
 from idc_ha.model.gtid import GtidPos
@@ -49,13 +49,11 @@ def rule(v: ShardView) -> Outcome | None:
         )
         why = f"no action: {p} dead to the controller but {still[0]} still receives from it"
         return Outcome(reason=why, alerts=(alert,))
-    no = refused(v, what, switch="auto_node_failover", on=v.policy.rules.auto_node_failover)
-    if no is not None:
-        return no
-    proof = prove_acker(v)
-    if not proof.ok or proof.candidate is None:
-        return not_proven(v, what, proof.reason)
+    proof = gate(v, what, switch="auto_node_failover", on=v.policy.rules.auto_node_failover)
+    if isinstance(proof, Outcome):
+        return proof
     sx = proof.candidate
+    assert sx is not None  # gate gives only a proof with a candidate
     ms, why_not = _local_candidate(v, sx)
     if ms is None:
         moved = shard_alert(

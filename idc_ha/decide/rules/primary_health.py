@@ -1,6 +1,6 @@
-"""The last rule: the primary is alive (no action), suspect (confirming), dead with its IDC up or
-unconfirmed (alert: node-level failover comes with its own rule), or unreachable from here only
-(alert: one vantage point never acts)."""
+"""The last rule: the primary is alive (no action), suspect (confirming), dead while its IDC's
+verdict is neither up nor down (alert: the failover rules answer for both), or unreachable from
+here only (alert: one vantage point never acts)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,17 @@ def rule(v: ShardView) -> Outcome:
     if pv.health == Health.ALIVE:
         return Outcome(reason=f"no action: primary {p} alive, sync {rec.sync}")
     if pv.health == Health.DEAD:
+        # With the IDC up, node_failover answered; with it down, idc_failover: here it is neither.
         idc_state = v.verdicts.idcs[pidc]
-        where = (
-            f"IDC {pidc} is up"
-            if idc_state == Health.ALIVE
-            else f"IDC {pidc} is {idc_state} (not confirmed down: some of its machines have no witness)"
-        )
+        where = f"IDC {pidc} is {idc_state} (not confirmed down: some of its machines have no witness)"
         alert = shard_alert(
             AlertKind.PRIMARY_UNREACHABLE,
             rec,
             f"primary {p} is dead ({pv.evidence}); {where}",
-            "node-level failover is manual in this version",
+            f"the controller waits for IDC {pidc}'s verdict; check its machines, or fail over by hand",
             severity=Severity.CRITICAL,
         )
-        return Outcome(
-            reason=f"no action: primary {p} dead; {where}; node failover is not automated yet", alerts=(alert,)
-        )
+        return Outcome(reason=f"no action: primary {p} dead; {where}; waiting for the IDC's verdict", alerts=(alert,))
     if pv.health == Health.UNREACHABLE:
         alert = shard_alert(
             AlertKind.PRIMARY_UNREACHABLE,

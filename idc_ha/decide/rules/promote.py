@@ -1,6 +1,7 @@
 """Starting a promotion: the parts the IDC and node failover rules share.
 
-``refused`` answers for a shard that may not be touched (paused, or the rule off in the policy);
+``gate`` answers for a shard that may not be touched (paused, or the rule off in the policy) or
+whose acker cannot be proven complete, else gives the proof;
 ``to_acker`` proves the recorded acker complete and moves the shard to it (an IDC failover, or a
 node failover that cannot use the local candidate); ``started`` turns an operation into the
 Outcome that records it and runs its plan.
@@ -38,6 +39,18 @@ def refused(v: ShardView, what: str, *, switch: str, on: bool) -> Outcome | None
 def prove_acker(v: ShardView) -> Proof:
     """The RPO=0 proof that the recorded acker holds every acknowledged commit (``proof``)."""
     return prove_idc_failover(v.rec, v.snap, v.t, v.contact, policy=v.policy.proof)
+
+
+def gate(v: ShardView, what: str, *, switch: str, on: bool) -> Outcome | Proof:
+    """What a failover rule meets first: an Outcome when it may not act (``refused``) or the acker
+    cannot be proven complete (``not_proven``); else the proof, with its candidate."""
+    no = refused(v, what, switch=switch, on=on)
+    if no is not None:
+        return no
+    proof = prove_acker(v)
+    if not proof.ok or proof.candidate is None:
+        return not_proven(v, what, proof.reason)
+    return proof
 
 
 def cannot_lead(v: ShardView, cand: NodeName) -> str | None:
