@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from idc_ha.act.wake import WAKER_SERVER_IDS
 from idc_ha.decide.tracks import SILENT_PERIODS
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, ShardName
 from idc_ha.model.observation import Snapshot
@@ -68,6 +69,16 @@ def live_problems(
                     )
                 )
                 continue
+            if o.server_id in WAKER_SERVER_IDS:
+                out.append(
+                    Problem(
+                        field=field,
+                        message=f"server_id {o.server_id} lies in {WAKER_SERVER_IDS.start}-"
+                        f"{WAKER_SERVER_IDS.stop - 1}, kept for the controller's silent semi-sync client "
+                        "(docs/failover.md)",
+                        fix="give the server another server_id (SET GLOBAL server_id=..., and in its config file)",
+                    )
+                )
             if not o.gtid_strict_mode:
                 out.append(
                     Problem(

@@ -104,6 +104,7 @@ class Daemon:
         self.fatal: StoreFailed | None = None  # set when the store failed: the daemon stops and run() raises it
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
         self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
+        self.reconcile_failures: dict[ShardName, tuple[int, float]] = {}  # failed in a row, when last
         self.reasons: dict[ShardName, str] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -315,18 +316,29 @@ class Daemon:
                 )
                 self.store.append("reconcile", shard=shard, step="fence", nodes=fences)
             others = [s for s in steps if not isinstance(s, Fence)]
+            failures, last = self.reconcile_failures.get(shard, (0, -1e9))
+            if failures and self.clock.monotonic() - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures):
+                continue  # a step that failed is retried after 2, 4 ... s, at most OP_RETRY_MAX_S
             if others:
                 self.reconciling[shard] = asyncio.create_task(
                     self._reconcile_steps(shard, others), name=f"reconcile:{shard}"
                 )
 
     async def _reconcile_steps(self, shard: ShardName, steps: Sequence[AnyStep]) -> None:
+        failed = False
         for step in steps:
             try:
                 detail = await self.executor.reconcile_step(step)
                 self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
             except IdcHaError as e:
+                failed = True
+                self.store.append("reconcile_failed", shard=shard, step=step.kind, error=str(e))
                 log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e))
+        if failed:
+            failures = self.reconcile_failures.get(shard, (0, 0.0))[0] + 1
+            self.reconcile_failures[shard] = (failures, self.clock.monotonic())
+        else:
+            self.reconcile_failures.pop(shard, None)
 
     def _publish_if_new(self, rec: ShardRecord) -> None:
         key = (rec.epoch, rec.primary)

@@ -17,6 +17,7 @@ fleet (``sim/fleet``) implements ``Prober`` and ``Admin`` for unit tests and sca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from idc_ha.clock import boottime
@@ -53,6 +54,11 @@ class Admin(Protocol):
     ) -> list[list[dict[str, Any]]]: ...
 
     async def observe(self, node: NodeName) -> NodeObservation: ...
+
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int) -> Callable[[], None]:
+        """Register a semi-sync replica with ``server_id`` on ``node`` that asks for the binlog from
+        its end and never replies; returns what detaches it (closes the socket, sends nothing)."""
+        ...
 
     async def close(self) -> None: ...
 

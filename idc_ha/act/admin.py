@@ -12,12 +12,13 @@ uses it so a half-open socket to a node that vanished can never swallow the fenc
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import aiomysql
 import pymysql
-from pymysql.constants import CLIENT
+from pymysql.constants import CLIENT, COMMAND
 
 from idc_ha.clock import boottime
 from idc_ha.errors import NodeError, NodeUnreachable
@@ -162,6 +163,59 @@ class MysqlAdmin:
                 self._drop(node)
                 _, msg = classify(e)
                 raise NodeError(f"{node}: observe: {msg}", node=node) from e
+
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int) -> Callable[[], None]:
+        """A replication connection (the replication user) announcing itself as a semi-sync
+        replica under ``server_id``, with a heartbeat every 0.1 s so the server notices soon once
+        it is gone. The returned callable closes the socket without COM_QUIT.
+
+        It asks for the binlog from position 4 of the *oldest* binlog file, never from the end:
+        MariaDB counts the position a semi-sync replica starts from as acknowledged
+        (``dump_start`` calls ``report_reply_binlog``), so starting at the end would release
+        every waiting commit (measured: a commit waiting with no acker completed at once). From
+        the oldest file's start the implicit ack lies before every transaction, behind the last
+        real ack, and changes nothing; nothing is ever written after the dump request, so
+        nothing can be read as an ack either. The server streams the binlog into the socket
+        until its buffers fill; the client never reads it. aiomysql has no binlog client: the
+        dump request goes through its command writer (``_execute_command``), as
+        python-mysql-replication does with PyMySQL's."""
+        logs = await self.run(node, "SHOW BINARY LOGS", fetch=True)
+        if not logs or not logs[0]:
+            raise NodeError(f"{node}: SHOW BINARY LOGS lists no binlog file", node=node)
+        oldest = str(logs[0][0]["Log_name"])
+        host, port = self.address(node)
+        try:
+            async with asyncio.timeout(self.connect_timeout + 0.5):
+                conn = await aiomysql.connect(
+                    host=host,
+                    port=port,
+                    user=self.repl_user,
+                    password=self.repl_password,
+                    connect_timeout=self.connect_timeout,
+                    autocommit=True,
+                )
+        except (Exception, TimeoutError) as e:
+            kind, msg = classify(e)
+            raise NodeUnreachable(f"cannot connect to {node} ({host}:{port}): {msg}", node=node, cause=kind) from e
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        "SET @master_binlog_checksum=@@global.binlog_checksum, @mariadb_slave_capability=4, "
+                        "@rpl_semi_sync_slave=1, @master_heartbeat_period=100000000"
+                    )
+                dump = struct.pack("<IHI", 4, 0, server_id) + oldest.encode()
+                await conn._execute_command(COMMAND.COM_BINLOG_DUMP, dump)
+                await conn._read_packet()  # the first event (a rotate): the dump thread is running
+        except (Exception, TimeoutError) as e:
+            conn.close()
+            _, msg = classify(e)
+            raise NodeError(f"{node}: silent semi-sync replica: {msg}", node=node) from e
+
+        def detach() -> None:
+            conn.close()
+
+        return detach
 
     async def close(self) -> None:
         for n in list(self._conns):

@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import structlog
 
-from idc_ha.act import relaylog
+from idc_ha.act import relaylog, wake
 from idc_ha.act.admin import change_master_sql
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.clock import boottime
@@ -48,6 +48,7 @@ from idc_ha.decide.plan import (
     StopReceiving,
     VerifySemisync,
     WaitRelayApplied,
+    WakeAckReceiver,
 )
 from idc_ha.decide.syncstate import baseline_of
 from idc_ha.errors import NodeError, NodeUnreachable, StepFailed
@@ -153,13 +154,15 @@ class Executor:
 
     async def reconcile_step(self, step: AnyStep) -> str:
         """Run one corrective step from the drift check (ArmAcker, StartReplica; fences go to the
-        Fencer)."""
+        Fencer) or the ack-receiver watch (WakeAckReceiver)."""
         if isinstance(step, StartReplica):
             host, port = self.admin.address(step.source)
             sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
             return await relaylog.start_replica(
                 self.admin, step.node, sql, self._stuck, timeout_s=self.x.relay_apply_timeout_s
             )
+        if isinstance(step, WakeAckReceiver):
+            return await wake.wake_ack_receiver(self.admin, step.node, hold_s=wake.HOLD_S)
         if isinstance(step, ArmAcker):
             o = await self.admin.observe(step.node)
             if o.replica is not None and not o.replica.sql_ok:

@@ -82,6 +82,14 @@ class ArmAcker(Step):
     source: NodeName
 
 
+class WakeAckReceiver(Step):
+    """Connect a semi-sync client that never acks to ``node`` (a primary) and hold it until a
+    real semi-sync replica has registered: wakes the deadlocked ack receiver (decide/wake.py)."""
+
+    kind: Literal["wake_ack_receiver"] = "wake_ack_receiver"
+    node: NodeName
+
+
 class VerifySemisync(Step):
     kind: Literal["verify_semisync"] = "verify_semisync"
     primary: NodeName
@@ -146,6 +154,7 @@ AnyStep = (
     | CatchUp
     | Repoint
     | StartReplica
+    | WakeAckReceiver
 )
 
 

@@ -30,6 +30,7 @@ from idc_ha.decide.stuck import stuck_commits
 from idc_ha.decide.syncstate import next_record, remember_boot
 from idc_ha.decide.tracks import fold
 from idc_ha.decide.verdicts import Health, assess, latch
+from idc_ha.decide.wake import hung_ack_receiver
 from idc_ha.errors import InvariantViolation
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import IdcName, ShardName, SyncState
@@ -178,6 +179,10 @@ def decide(
         wait = tracks.waiting.get(now_rec.primary)
         if (stuck := stuck_commits(now_rec, snap, wait[0] if wait else None, policy)) is not None:
             alerts.append(stuck)
+        if (hung := hung_ack_receiver(now_rec, snap, policy, paused=control.is_paused(s))) is not None:
+            alerts.append(hung[0])
+            if hung[1] is not None:
+                steps.append(hung[1])
         if steps:
             reconcile[s] = tuple(steps)
     # Built without validation: every part was made by this module from validated values, and at

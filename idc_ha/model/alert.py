@@ -27,6 +27,7 @@ class AlertKind(StrEnum):
     FAILOVER_DONE = "failover_done"
     FAILOVER_STUCK = "failover_stuck"
     COMMITS_STUCK = "commits_stuck"  # commits waiting for an ack with no acker, or past the limit
+    ACK_RECEIVER_HUNG = "ack_receiver_hung"  # the MariaDB 10.11 deadlock: no acker can register
     FLAP_GUARD = "flap_guard"  # a second failover within the anti-flap window waits for proof
     MOVED_IDC = "moved_idc"  # a node failover had to promote the acker: the shard left its IDC
     DRIFT = "drift"

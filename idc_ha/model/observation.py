@@ -161,6 +161,10 @@ class NodeObservation(FrozenValue):
     # after round, and a wall-clock step changes nothing.
     booted_at: float = 0.0
     slave_net_timeout_s: int = 0  # how long this node, as a replica, takes to notice a silent source (0: unknown)
+    # How long (s, whole) a binlog dump thread has been waiting to finalize its termination: read
+    # only on a writable semi-sync master with no semi-sync client registered (else 0). Past a
+    # couple of seconds it is the MariaDB 10.11 ack-receiver deadlock (``decide/wake.py``).
+    dump_finalizing_s: int = 0
 
     @property
     def writable(self) -> bool:

@@ -65,6 +65,11 @@ class Rules(Section):
     # After a failover this process made, a second automatic one of the same shard within this
     # window needs the (new) primary proven dead by fresh evidence (rules/anti_flap.py).
     anti_flap_s: float = Field(600.0, ge=0, le=86400)
+    # The MariaDB 10.11 ack-receiver deadlock (decide/wake.py): a binlog dump thread of a primary
+    # with no semi-sync client registered has waited this long to finalize its termination ->
+    # wake the ack receiver with a semi-sync client that never acks.
+    wake_ack_receiver: bool = True
+    wake_after_s: float = Field(2.0, ge=1, le=600)
 
 
 class Execution(Section):

@@ -1,12 +1,14 @@
 """Probe one node over a persistent aiomysql connection.
 
 One probe is one round trip: a multi-statement query reading the variables, the semi-sync and
-connection counters and SHOW SLAVE STATUS. Every call runs under ``asyncio.timeout``: an open
-aiomysql connection never times out by itself. A connection whose call failed or timed out is in
-an unknown state and is discarded; the next probe dials afresh, after a backoff that doubles from
-the probe interval up to ``backoff_max_s`` (a refused dial is cheap, so it backs off less), but
-only once a node has failed for longer than ``fresh_window_s``: inside that window, where a
-failure is still being confirmed, every round dials afresh.
+connection counters and SHOW SLAVE STATUS (a second one reads the processlist only on a writable
+semi-sync master that counts no semi-sync client: ``FINALIZING_SQL``). Every call runs under
+``asyncio.timeout``: an open aiomysql connection never times out by itself. A connection whose
+call failed or timed out is in an unknown state and is discarded; the next probe dials afresh,
+after a backoff that doubles from the probe interval up to ``backoff_max_s`` (a refused dial is
+cheap, so it backs off less), but only once a node has failed for longer than
+``fresh_window_s``: inside that window, where a failure is still being confirmed, every round
+dials afresh.
 
 Driver errors are translated here into ``ProbeFailure`` kinds; nothing from pymysql leaves.
 """
@@ -48,6 +50,13 @@ PROBE_SQL = (
     "'Rpl_semi_sync_master_wait_sessions', 'Rpl_semi_sync_master_no_times', 'Rpl_semi_sync_slave_status', "
     "'Slave_received_heartbeats', 'Slave_heartbeat_period', 'Threads_connected', 'Uptime');"
     "SHOW SLAVE STATUS"
+)
+# Read only when the node is a writable semi-sync master with no semi-sync client registered:
+# a dump thread stuck finalizing its termination there is the MariaDB 10.11 ack-receiver
+# deadlock (decide/wake.py). A killed dump thread shows COMMAND 'Killed'.
+FINALIZING_SQL = (
+    "SELECT COALESCE(MAX(TIME), 0) FROM information_schema.PROCESSLIST "
+    "WHERE STATE = 'Waiting to finalize termination' AND COMMAND IN ('Binlog Dump', 'Killed')"
 )
 
 
@@ -91,10 +100,12 @@ def parse_observation(
     latency_ms: float,
     book: AddressBook | None = None,
     booted_at: float = 0.0,
+    dump_finalizing_s: int = 0,
 ) -> NodeObservation:
-    """Build a NodeObservation from the three result sets of PROBE_SQL; ``book`` names the
-    replica's source node by resolved address (without it the source stays unknown);
-    ``booted_at`` is the server's start on the caller's monotonic clock."""
+    """Build a NodeObservation from the three result sets of PROBE_SQL (and FINALIZING_SQL's
+    answer, when it was asked); ``book`` names the replica's source node by resolved address
+    (without it the source stays unknown); ``booted_at`` is the server's start on the caller's
+    monotonic clock."""
     (ro, sid, version, binlog, slave_pos, current, strict, m_on, wait_point, timeout, no_slave, s_on, *rest) = variables
     master = SemiSyncMaster(
         enabled=_on(m_on),
@@ -151,10 +162,18 @@ def parse_observation(
         threads_connected=int(status.get("Threads_connected", 0)),
         slave_net_timeout_s=int(rest[0]) if rest else 0,
         booted_at=booted_at,
+        dump_finalizing_s=dump_finalizing_s,
     )
 
 
-Raw = tuple[tuple[Any, ...], dict[str, str], dict[str, Any] | None, float]
+# The variables, the status counters, the SHOW SLAVE STATUS row, the round trip in ms, and
+# FINALIZING_SQL's answer (0 when not asked).
+Raw = tuple[tuple[Any, ...], dict[str, str], dict[str, Any] | None, float, int]
+
+
+def _asks_finalizing(variables: tuple[Any, ...], status: dict[str, str]) -> bool:
+    """A writable semi-sync master with no semi-sync client registered."""
+    return not _on(variables[0]) and _on(variables[7]) and int(status.get("Rpl_semi_sync_master_clients", 0)) == 0
 
 
 async def read_raw(conn: Any) -> Raw:
@@ -169,8 +188,12 @@ async def read_raw(conn: Any) -> Raw:
         await cur.nextset()
         row = await cur.fetchone()
         slave = dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+        finalizing = 0
+        if _asks_finalizing(tuple(variables), status):
+            await cur.execute(FINALIZING_SQL)
+            finalizing = int((await cur.fetchone())[0] or 0)
     ms = (time.perf_counter() - t0) * 1000
-    return tuple(variables), status, slave, ms
+    return tuple(variables), status, slave, ms, finalizing
 
 
 async def learn_source(raw: Raw, book: AddressBook | None) -> None:
@@ -194,17 +217,19 @@ async def read_observation(
     raw = await read_raw(conn)
     after = clock()
     await learn_source(raw, book)
-    variables, status, slave, ms = raw
+    variables, status, slave, ms, finalizing = raw
     uptime = int(status.get("Uptime", 0))
     booted = boots.peek(node, uptime, now, after) if boots is not None else now - uptime
-    return parse_observation(node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted)
+    return parse_observation(
+        node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted, dump_finalizing_s=finalizing
+    )
 
 
 def _unchanged_key(raw: Raw, book: AddressBook | None) -> tuple[Any, ...]:
     """What must be equal for a probe to repeat the last observation: everything but Uptime and
     the round trip's duration, plus the node the source address resolves to now (a name learnt
     or re-resolved since changes the observation with no change on the server)."""
-    variables, status, slave, _ = raw
+    variables, status, slave, _, finalizing = raw
     source = None
     if slave and book is not None:
         source = book.node_at(str(slave.get("Master_Host") or ""), int(slave.get("Master_Port") or 0))
@@ -213,6 +238,7 @@ def _unchanged_key(raw: Raw, book: AddressBook | None) -> tuple[Any, ...]:
         tuple(sorted((k, v) for k, v in status.items() if k != "Uptime")),
         tuple(slave.items()) if slave else None,
         source,
+        finalizing,
     )
 
 
@@ -356,8 +382,17 @@ class NodeProber:
         if not restarted and last is not None and last.reachable and key == self._last_key:
             return last
         self._last_key = key
-        variables, status, slave, ms = raw
-        return parse_observation(self.node, variables, status, slave, latency_ms=ms, book=self._book, booted_at=booted)
+        variables, status, slave, ms, finalizing = raw
+        return parse_observation(
+            self.node,
+            variables,
+            status,
+            slave,
+            latency_ms=ms,
+            book=self._book,
+            booted_at=booted,
+            dump_finalizing_s=finalizing,
+        )
 
     async def close(self) -> None:
         if self._inflight is not None:

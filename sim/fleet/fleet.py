@@ -41,7 +41,7 @@ from idc_ha.model.observation import (
 from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, pos_of
-from .observe import build, state_of
+from .observe import build, finalizing_s, state_of
 from .statements import FORBIDDEN, KILL, delete_relay_log, execute, io_thread_id
 
 UPTIME = 86_400
@@ -174,7 +174,13 @@ class Fleet:
             if new:
                 r.log += new
                 r.io_pos = r.io_pos.merge(pos_of(new[-1:]))
-            if r.semi and src.master_enabled and src.binlog and src.acked_upto < src.binlog[-1].seq:
+            if (
+                r.semi
+                and src.master_enabled
+                and src.hung_since is None
+                and src.binlog
+                and src.acked_upto < src.binlog[-1].seq
+            ):
                 got = r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0
                 key = _seq
                 newly = bisect.bisect_right(src.binlog, got, key=key) - bisect.bisect_right(
@@ -260,6 +266,26 @@ class Fleet:
         await asyncio.sleep(0)
         return self.observation(node)
 
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int) -> Callable[[], None]:
+        """A semi-sync client that never acks: counted in the node's clients while attached; its
+        registration wakes a deadlocked ack receiver (``FakeNode.hung_since``)."""
+        n = await self._dial(node, None)
+        if n.fault == "frozen":
+            await asyncio.sleep(self.timeout)
+            raise NodeError(f"{node}: silent semi-sync replica: timed out", node=node)
+        if self.record:
+            self.sent.append(Sent(node, f"BINLOG DUMP (silent semi-sync, server_id={server_id})", fresh=True, conn=0))
+        n.silent_clients += 1
+        n.hung_since = None
+        attached = True
+
+        def detach() -> None:
+            nonlocal attached
+            if attached:
+                n.silent_clients, attached = n.silent_clients - 1, False
+
+        return detach
+
     async def close(self) -> None:
         pass
 
@@ -299,12 +325,12 @@ class Fleet:
 
     def semi_clients(self) -> dict[NodeName, int]:
         """Per source, how many connected replicas negotiated semi-sync (one pass over the fleet)."""
-        out: dict[NodeName, int] = {}
+        out: dict[NodeName, int] = {n.name: n.silent_clients for n in self.nodes.values() if n.silent_clients}
         for o in self.nodes.values():
             r = o.replica
             if o.answers and r is not None and r.io == "Yes" and r.semi:
                 src = self._by_addr.get((r.host, r.port))
-                if src is not None:
+                if src is not None and self.nodes[src].hung_since is None:
                     out[src] = out.get(src, 0) + 1
         return out
 
@@ -325,7 +351,9 @@ class Fleet:
         self._replicas_of = None
 
     def clients(self, n: FakeNode) -> int:
-        count = 0
+        count = n.silent_clients
+        if n.hung_since is not None:
+            return count  # the deadlocked receiver registers no replica
         for name in self.replicas_of(n.name):
             o = self.nodes[name]
             r = o.replica
@@ -344,10 +372,11 @@ class Fleet:
             clients_n = clients.get(n.name, 0)
         else:
             clients_n = self.clients(n)
-        state = state_of(n, clients_n)
+        finalizing = finalizing_s(n, clients_n, self._clock())
+        state = state_of(n, clients_n, finalizing)
         hit = self._seen.get(node)
         if hit is not None and hit[0] == state:
             return hit[1]
-        obs = build(n, clients_n, self._by_addr.get((r.host, r.port)) if r is not None else None)
+        obs = build(n, clients_n, self._by_addr.get((r.host, r.port)) if r is not None else None, finalizing)
         self._seen[node] = (state, obs)
         return obs

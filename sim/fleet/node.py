@@ -99,6 +99,11 @@ class FakeNode:
     started: float = -86_400.0  # the fleet clock when the server started
     slave_net_timeout: int = 2
     discarded: list[Gtid] = field(default_factory=list)  # unapplied transactions a relay-log deletion lost
+    # The MariaDB 10.11 ack-receiver deadlock (decide/wake.py), since this fleet-clock time: a dump
+    # thread waits to finalize, no semi-sync replica registers (clients 0, no acks) although their
+    # IO threads say "Yes", until another semi-sync client registers (``Fleet.attach_silent_replica``).
+    hung_since: float | None = None
+    silent_clients: int = 0  # semi-sync clients attached that never ack (the controller's waker)
     traps: list[str] = field(default_factory=list)  # STARTs issued with both threads stopped in GTID mode
 
     @property

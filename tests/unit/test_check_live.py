@@ -52,3 +52,11 @@ def test_heartbeats_make_a_long_slave_net_timeout_harmless() -> None:
         H, "shard1-sx", slave_net_timeout_s=60, replica=sx.replica.model_copy(update={"heartbeat_period_s": 0})
     )
     assert len(problems_for(silent, max_blind_s=10.0)) == 1
+
+
+def test_a_server_id_in_the_range_kept_for_the_silent_client_is_an_error() -> None:
+    """The wake of a deadlocked ack receiver attaches a client under a server id of its own; a
+    server with an id there could be killed as its zombie, or the other way round."""
+    found = live_problems(TOPO, snapshot(changed(H, "shard2-ms", server_id=4_294_900_123)), records(), wall=WALL)
+    assert [p.severity for p in found] == ["error"] and "server_id 4294900123" in found[0].message
+    assert "another server_id" in found[0].fix

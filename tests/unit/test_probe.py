@@ -9,16 +9,16 @@ from idc_ha.model.config import ProbeSettings
 from idc_ha.model.observation import NodeObservation
 from idc_ha.observe.addresses import NEGATIVE_TTL_S, AddressBook
 from idc_ha.observe.boots import BootTracker
-from idc_ha.observe.probe import NodeProber
+from idc_ha.observe.probe import NodeProber, _asks_finalizing
 
 from .builders import TOPO
 
 VARIABLES = (1, 7, "10.11", "0-1-5", "0-1-5", "0-1-5", 1, 0, "AFTER_SYNC", 10, 1, 1, 2)
 
 
-def raw(uptime: int, *, applied: str = "0-1-5", ms: float = 1.0) -> tuple:  # type: ignore[type-arg]
+def raw(uptime: int, *, applied: str = "0-1-5", ms: float = 1.0, finalizing: int = 0) -> tuple:  # type: ignore[type-arg]
     variables = (*VARIABLES[:3], applied, *VARIABLES[4:])
-    return variables, {"Uptime": str(uptime), "Threads_connected": "3"}, None, ms
+    return variables, {"Uptime": str(uptime), "Threads_connected": "3"}, None, ms, finalizing
 
 
 def prober() -> NodeProber:
@@ -108,7 +108,7 @@ def test_a_source_learnt_later_is_seen_on_an_idle_replica() -> None:
 
     def probe() -> NodeObservation:
         asyncio.run(book.learn("shard1-m.db.internal"))
-        o = p._observation((VARIABLES, {"Uptime": str(int(clock["t"]))}, dict(slave), 1.0), now=clock["t"])
+        o = p._observation((VARIABLES, {"Uptime": str(int(clock["t"]))}, dict(slave), 1.0, 0), now=clock["t"])
         p._last = o
         return o
 
@@ -175,3 +175,20 @@ def test_a_failing_node_with_no_news_within_the_hold_fails_as_it_last_did() -> N
 
     assert asyncio.run(run(ProbeFailure.REFUSED)).failure == ProbeFailure.REFUSED
     assert asyncio.run(run(ProbeFailure.TIMEOUT)).failure == ProbeFailure.TIMEOUT
+
+
+def test_a_dump_thread_finalizing_shows_and_changes_the_observation() -> None:
+    """The processlist read (FINALIZING_SQL) lands in the observation; its growing age is a change."""
+    p = prober()
+    p._last = p._observation(raw(1000), now=5000.0)
+    assert p._last.dump_finalizing_s == 0
+    hung = p._observation(raw(1001, finalizing=3), now=5001.0)
+    assert hung is not p._last and hung.dump_finalizing_s == 3
+
+
+def test_the_processlist_is_read_only_on_a_writable_semisync_master_with_no_client() -> None:
+    writable_master = (0, *VARIABLES[1:7], 1, *VARIABLES[8:])
+    assert _asks_finalizing(writable_master, {"Rpl_semi_sync_master_clients": "0"})
+    assert not _asks_finalizing(writable_master, {"Rpl_semi_sync_master_clients": "1"})
+    assert not _asks_finalizing((1, *writable_master[1:]), {"Rpl_semi_sync_master_clients": "0"})  # read-only
+    assert not _asks_finalizing((*writable_master[:7], 0, *writable_master[8:]), {})  # master semi-sync off
