@@ -54,6 +54,12 @@ log = structlog.get_logger("idc_ha.daemon")
 OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
 OP_RETRY_MAX_S = 30.0
 ROUND_GAP_S = 0.8 * ACKER_GAP_S  # the rest after a tick never puts two probe rounds further apart
+# While a refusal is being confirmed, rounds come this often: the verdict is due as soon as the
+# refusal has lasted detection.confirm_refused_s, not up to a whole probe interval later.
+HURRY_S = 0.05
+# Reconcile steps an operation may cancel rather than wait for: they change nothing a failover
+# relies on, and clean up when cancelled (the wake detaches its silent client).
+CANCELLABLE = frozenset({"wake_ack_receiver"})
 
 
 class Daemon:
@@ -104,7 +110,9 @@ class Daemon:
         self.fatal: StoreFailed | None = None  # set when the store failed: the daemon stops and run() raises it
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
         self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
-        self.reconcile_failures: dict[ShardName, tuple[int, float]] = {}  # failed in a row, when last
+        # (shard, step kind) -> (failed in a row, when last): that kind waits before its next try there
+        self.reconcile_failures: dict[tuple[ShardName, str], tuple[int, float]] = {}
+        self.reconcile_kinds: dict[ShardName, frozenset[str]] = {}  # what each reconcile task runs
         self.reasons: dict[ShardName, str] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -190,11 +198,22 @@ class Daemon:
                     await asyncio.wait_for(self._stop.wait(), timeout=rest)
                 except TimeoutError:
                     pass
-            delay = max(0.0, interval - (self.clock.monotonic() - started))
+            every = min(interval, HURRY_S) if self._confirming_refusal() else interval
+            delay = max(0.0, every - (self.clock.monotonic() - started))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
                 pass
+
+    def _confirming_refusal(self) -> bool:
+        """Some node refuses connections and its refusal is not yet old enough to confirm (with a
+        round's slack): the rounds that confirm it come quickly. A refusal is cheap to re-probe
+        (no timeout is waited) and short-lived, so this costs little."""
+        tracks = self.memory.tracks
+        if tracks.at is None:
+            return False
+        window = self.policy.detection.confirm_refused_s + 2 * self.cfg.probe.interval_s
+        return any(s.refused and tracks.at - s.since < window for s in tracks.streaks.values())
 
     def rest_after(self, took: float) -> float:
         """The least rest after a tick that took ``took`` seconds, of which it held the event loop
@@ -271,6 +290,14 @@ class Daemon:
         return t is not None and not t.done()
 
     def _start_op(self, plan: ShardPlan) -> None:
+        running = self.reconciling.get(plan.shard)
+        if (
+            running is not None
+            and not running.done()
+            and self.reconcile_kinds.get(plan.shard, frozenset()) <= CANCELLABLE
+        ):
+            running.cancel()  # a wake only watches and detaches its client: the failover goes first
+            return
         if self._busy(self.ops, plan.shard) or self._busy(self.reconciling, plan.shard):
             return  # one hand per shard: a reconcile step finishes (bounded by its timeout) first
         failures, last = self.op_failures.get(plan.shard, (0, -1e9))
@@ -300,45 +327,48 @@ class Daemon:
         self.ops[plan.shard] = asyncio.create_task(run(), name=f"op:{plan.shard}")
 
     async def _reconcile(self, decision: Decision) -> None:
-        """Hand the decision's drift fences to the Fencer (durably, through the record) and run
-        the other corrective steps in a task per shard, so a slow node never holds up probing."""
+        """Hand the decision's drift fences to the Fencer (durably, through the record), even while
+        another corrective step of the shard runs, and run the other corrective steps in a task
+        per shard, so a slow node never holds up probing. A step kind that failed on a shard waits
+        2, 4 ... s (at most OP_RETRY_MAX_S) before it is tried there again."""
+        now = self.clock.monotonic()
         for shard, steps in decision.reconcile.items():
-            if self._busy(self.ops, shard) or self._busy(self.reconciling, shard):
+            if self._busy(self.ops, shard):
                 continue
             rec = self.book.get(shard)
             if rec is None or rec.op is not None:
                 continue
-            fences = [s.node for s in steps if isinstance(s, Fence)]
+            fences = [s.node for s in steps if isinstance(s, Fence) and s.node not in rec.fence_pending]
             if fences:
                 # One mechanism fences: the Fencer, which never gives up on a node.
                 await self.book.commit(
                     rec.model_copy(update={"fence_pending": tuple(dict.fromkeys((*rec.fence_pending, *fences)))})
                 )
                 self.store.append("reconcile", shard=shard, step="fence", nodes=fences)
-            others = [s for s in steps if not isinstance(s, Fence)]
-            failures, last = self.reconcile_failures.get(shard, (0, -1e9))
-            if failures and self.clock.monotonic() - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures):
-                continue  # a step that failed is retried after 2, 4 ... s, at most OP_RETRY_MAX_S
+            if self._busy(self.reconciling, shard):
+                continue
+            others = [s for s in steps if not isinstance(s, Fence) and not self._backing_off(shard, s.kind, now)]
             if others:
                 self.reconciling[shard] = asyncio.create_task(
                     self._reconcile_steps(shard, others), name=f"reconcile:{shard}"
                 )
+                self.reconcile_kinds[shard] = frozenset(s.kind for s in others)
+
+    def _backing_off(self, shard: ShardName, kind: str, now: float) -> bool:
+        failures, last = self.reconcile_failures.get((shard, kind), (0, -1e9))
+        return failures > 0 and now - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures)
 
     async def _reconcile_steps(self, shard: ShardName, steps: Sequence[AnyStep]) -> None:
-        failed = False
         for step in steps:
             try:
                 detail = await self.executor.reconcile_step(step)
                 self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
+                self.reconcile_failures.pop((shard, step.kind), None)
             except IdcHaError as e:
-                failed = True
+                failures = self.reconcile_failures.get((shard, step.kind), (0, 0.0))[0] + 1
+                self.reconcile_failures[(shard, step.kind)] = (failures, self.clock.monotonic())
                 self.store.append("reconcile_failed", shard=shard, step=step.kind, error=str(e))
-                log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e))
-        if failed:
-            failures = self.reconcile_failures.get(shard, (0, 0.0))[0] + 1
-            self.reconcile_failures[shard] = (failures, self.clock.monotonic())
-        else:
-            self.reconcile_failures.pop(shard, None)
+                log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e), failures=failures)
 
     def _publish_if_new(self, rec: ShardRecord) -> None:
         key = (rec.epoch, rec.primary)

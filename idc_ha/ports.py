@@ -55,9 +55,10 @@ class Admin(Protocol):
 
     async def observe(self, node: NodeName) -> NodeObservation: ...
 
-    async def attach_silent_replica(self, node: NodeName, *, server_id: int) -> Callable[[], None]:
-        """Register a semi-sync replica with ``server_id`` on ``node`` that asks for the binlog from
-        its end and never replies; returns what detaches it (closes the socket, sends nothing)."""
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int, file: str, pos: int) -> Callable[[], None]:
+        """Register a semi-sync replica with ``server_id`` on ``node``, dumping from ``file:pos``,
+        that never replies; returns what detaches it (closes the socket, sends nothing). MariaDB
+        counts ``file:pos`` as acknowledged by it: the caller chooses it (``act/wake.py``)."""
         ...
 
     async def close(self) -> None: ...

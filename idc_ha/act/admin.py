@@ -138,6 +138,10 @@ class MysqlAdmin:
                             out.append(list(await cur.fetchall()))
                         else:
                             out.append([])
+        except asyncio.CancelledError:
+            if not fresh:
+                self._drop(node)  # mid-call: the connection's state is unknown
+            raise
         except (Exception, TimeoutError) as e:
             if not fresh:
                 self._drop(node)
@@ -159,30 +163,24 @@ class MysqlAdmin:
             try:
                 async with asyncio.timeout(self.timeout):
                     return await read_observation(conn, node, self.book, self._clock, self._boots)
+            except asyncio.CancelledError:
+                self._drop(node)  # mid-call: the connection's state is unknown
+                raise
             except (Exception, TimeoutError) as e:
                 self._drop(node)
                 _, msg = classify(e)
                 raise NodeError(f"{node}: observe: {msg}", node=node) from e
 
-    async def attach_silent_replica(self, node: NodeName, *, server_id: int) -> Callable[[], None]:
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int, file: str, pos: int) -> Callable[[], None]:
         """A replication connection (the replication user) announcing itself as a semi-sync
-        replica under ``server_id``, with a heartbeat every 0.1 s so the server notices soon once
-        it is gone. The returned callable closes the socket without COM_QUIT.
-
-        It asks for the binlog from position 4 of the *oldest* binlog file, never from the end:
-        MariaDB counts the position a semi-sync replica starts from as acknowledged
-        (``dump_start`` calls ``report_reply_binlog``), so starting at the end would release
-        every waiting commit (measured: a commit waiting with no acker completed at once). From
-        the oldest file's start the implicit ack lies before every transaction, behind the last
-        real ack, and changes nothing; nothing is ever written after the dump request, so
-        nothing can be read as an ack either. The server streams the binlog into the socket
-        until its buffers fill; the client never reads it. aiomysql has no binlog client: the
-        dump request goes through its command writer (``_execute_command``), as
-        python-mysql-replication does with PyMySQL's."""
-        logs = await self.run(node, "SHOW BINARY LOGS", fetch=True)
-        if not logs or not logs[0]:
-            raise NodeError(f"{node}: SHOW BINARY LOGS lists no binlog file", node=node)
-        oldest = str(logs[0][0]["Log_name"])
+        replica under ``server_id`` and dumping from ``file:pos``, which MariaDB counts as
+        acknowledged by it (``act/wake.py`` chooses a point that acknowledges nothing). The
+        returned callable closes the socket without COM_QUIT: nothing is written after the dump
+        request, so nothing can be read as an ack. The server sends a heartbeat every 0.1 s once
+        it has nothing else to send, and gives up a write after 2 s (``net_write_timeout``), so
+        it drops the client soon after the socket closes, or once the controller vanished and the
+        socket's buffers filled. aiomysql has no binlog client: the dump request goes through its
+        command writer (``_execute_command``), as python-mysql-replication does with PyMySQL's."""
         host, port = self.address(node)
         try:
             async with asyncio.timeout(self.connect_timeout + 0.5):
@@ -202,13 +200,15 @@ class MysqlAdmin:
                 async with conn.cursor() as cur:
                     await cur.execute(
                         "SET @master_binlog_checksum=@@global.binlog_checksum, @mariadb_slave_capability=4, "
-                        "@rpl_semi_sync_slave=1, @master_heartbeat_period=100000000"
+                        "@rpl_semi_sync_slave=1, @master_heartbeat_period=100000000, SESSION net_write_timeout=2"
                     )
-                dump = struct.pack("<IHI", 4, 0, server_id) + oldest.encode()
+                dump = struct.pack("<IHI", pos, 0, server_id) + file.encode()
                 await conn._execute_command(COMMAND.COM_BINLOG_DUMP, dump)
                 await conn._read_packet()  # the first event (a rotate): the dump thread is running
-        except (Exception, TimeoutError) as e:
+        except BaseException as e:  # a cancelled step too: never leave the client attached
             conn.close()
+            if not isinstance(e, Exception):
+                raise
             _, msg = classify(e)
             raise NodeError(f"{node}: silent semi-sync replica: {msg}", node=node) from e
 

@@ -162,7 +162,7 @@ class Executor:
                 self.admin, step.node, sql, self._stuck, timeout_s=self.x.relay_apply_timeout_s
             )
         if isinstance(step, WakeAckReceiver):
-            return await wake.wake_ack_receiver(self.admin, step.node, hold_s=wake.HOLD_S)
+            return await wake.wake_ack_receiver(self.admin, step.node, step.acker, hold_s=wake.HOLD_S)
         if isinstance(step, ArmAcker):
             o = await self.admin.observe(step.node)
             if o.replica is not None and not o.replica.sql_ok:

@@ -83,11 +83,12 @@ class ArmAcker(Step):
 
 
 class WakeAckReceiver(Step):
-    """Connect a semi-sync client that never acks to ``node`` (a primary) and hold it until a
-    real semi-sync replica has registered: wakes the deadlocked ack receiver (decide/wake.py)."""
+    """Attach a semi-sync client that never acks to ``node`` (a primary) and hold it until the
+    ``acker`` has registered: wakes the deadlocked ack receiver (decide/wake.py)."""
 
     kind: Literal["wake_ack_receiver"] = "wake_ack_receiver"
     node: NodeName
+    acker: NodeName
 
 
 class VerifySemisync(Step):

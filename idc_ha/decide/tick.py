@@ -179,7 +179,9 @@ def decide(
         wait = tracks.waiting.get(now_rec.primary)
         if (stuck := stuck_commits(now_rec, snap, wait[0] if wait else None, policy)) is not None:
             alerts.append(stuck)
-        if (hung := hung_ack_receiver(now_rec, snap, policy, paused=control.is_paused(s))) is not None:
+        since = tracks.finalizing.get(now_rec.primary)
+        hung = hung_ack_receiver(now_rec, snap, since[1] if since else None, policy, paused=control.is_paused(s))
+        if hung is not None:
             alerts.append(hung[0])
             if hung[1] is not None:
                 steps.append(hung[1])

@@ -15,6 +15,8 @@
   starts at the last round in which something had arrived, and an IO thread that then gives up
   (``slave_net_timeout``) continues it.
 * ``Quiet``: what a connected replica last received and since when nothing more has arrived.
+* ``finalizing``: since when the same binlog dump thread has been seen waiting to finalize its
+  termination on a semi-sync master (``decide/wake.py``).
 
 ``fold(tracks, snap)`` is the only way they change; ``Tracks.of(history)`` folds a whole history
 (unit tests, a controller handed several rounds at once). Nothing older than the runs is kept, so
@@ -81,6 +83,9 @@ class Tracks:
     lost: dict[NodeName, LostRun] = field(default_factory=dict)  # replicas with a lost link only
     waiting: dict[NodeName, tuple[float, int]] = field(default_factory=dict)  # node -> (since, yes_tx then)
     quiet: dict[NodeName, Quiet] = field(default_factory=dict)  # connected replicas: since nothing arrived
+    # node -> (processlist id, since): the same dump thread seen waiting to finalize in every
+    # round since (decide/wake.py); another id, none, or no answer restarts or ends it.
+    finalizing: dict[NodeName, tuple[int, float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, history: tuple[Snapshot, ...]) -> Tracks:
@@ -98,6 +103,7 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
     lost: dict[NodeName, LostRun] = {}
     waiting: dict[NodeName, tuple[float, int]] = {}
     quiet: dict[NodeName, Quiet] = {}
+    finalizing: dict[NodeName, tuple[int, float]] = {}
     old_streaks, old_lost, old_quiet = tracks.streaks, tracks.lost, tracks.quiet
     now = snap.taken_at
     for name, o in snap.nodes.items():
@@ -110,6 +116,9 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
                 error=o.error or "no answer",
             )
             continue
+        if o.finalizing_dump:
+            f = tracks.finalizing.get(name)
+            finalizing[name] = f if f is not None and f[0] == o.finalizing_dump else (o.finalizing_dump, now)
         m = o.semisync_master
         if m is not None and m.wait_sessions > 0:
             w = tracks.waiting.get(name)
@@ -135,4 +144,4 @@ def fold(tracks: Tracks, snap: Snapshot) -> Tracks:
             lost[name] = LostRun(r.source, q.since, q.rounds + 1, got)
         else:
             lost[name] = LostRun(r.source, now, 1, got)
-    return Tracks(at=now, streaks=streaks, lost=lost, waiting=waiting, quiet=quiet)
+    return Tracks(at=now, streaks=streaks, lost=lost, waiting=waiting, quiet=quiet, finalizing=finalizing)

@@ -161,10 +161,11 @@ class NodeObservation(FrozenValue):
     # after round, and a wall-clock step changes nothing.
     booted_at: float = 0.0
     slave_net_timeout_s: int = 0  # how long this node, as a replica, takes to notice a silent source (0: unknown)
-    # How long (s, whole) a binlog dump thread has been waiting to finalize its termination: read
-    # only on a writable semi-sync master with no semi-sync client registered (else 0). Past a
-    # couple of seconds it is the MariaDB 10.11 ack-receiver deadlock (``decide/wake.py``).
-    dump_finalizing_s: int = 0
+    # The processlist id of the oldest binlog dump thread waiting to finalize its termination:
+    # read only on a writable semi-sync master with no semi-sync client registered (else 0). The
+    # same thread seen there for a couple of seconds is the MariaDB 10.11 ack-receiver deadlock
+    # (``decide/wake.py``); its TIME is no help (it counts from the dump's start).
+    finalizing_dump: int = 0
 
     @property
     def writable(self) -> bool:

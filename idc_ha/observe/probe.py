@@ -55,7 +55,7 @@ PROBE_SQL = (
 # a dump thread stuck finalizing its termination there is the MariaDB 10.11 ack-receiver
 # deadlock (decide/wake.py). A killed dump thread shows COMMAND 'Killed'.
 FINALIZING_SQL = (
-    "SELECT COALESCE(MAX(TIME), 0) FROM information_schema.PROCESSLIST "
+    "SELECT COALESCE(MIN(ID), 0) FROM information_schema.PROCESSLIST "
     "WHERE STATE = 'Waiting to finalize termination' AND COMMAND IN ('Binlog Dump', 'Killed')"
 )
 
@@ -100,7 +100,7 @@ def parse_observation(
     latency_ms: float,
     book: AddressBook | None = None,
     booted_at: float = 0.0,
-    dump_finalizing_s: int = 0,
+    finalizing_dump: int = 0,
 ) -> NodeObservation:
     """Build a NodeObservation from the three result sets of PROBE_SQL (and FINALIZING_SQL's
     answer, when it was asked); ``book`` names the replica's source node by resolved address
@@ -162,7 +162,7 @@ def parse_observation(
         threads_connected=int(status.get("Threads_connected", 0)),
         slave_net_timeout_s=int(rest[0]) if rest else 0,
         booted_at=booted_at,
-        dump_finalizing_s=dump_finalizing_s,
+        finalizing_dump=finalizing_dump,
     )
 
 
@@ -221,7 +221,7 @@ async def read_observation(
     uptime = int(status.get("Uptime", 0))
     booted = boots.peek(node, uptime, now, after) if boots is not None else now - uptime
     return parse_observation(
-        node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted, dump_finalizing_s=finalizing
+        node, variables, status, slave, latency_ms=ms, book=book, booted_at=booted, finalizing_dump=finalizing
     )
 
 
@@ -391,7 +391,7 @@ class NodeProber:
             latency_ms=ms,
             book=self._book,
             booted_at=booted,
-            dump_finalizing_s=finalizing,
+            finalizing_dump=finalizing,
         )
 
     async def close(self) -> None:

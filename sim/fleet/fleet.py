@@ -41,8 +41,8 @@ from idc_ha.model.observation import (
 from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, pos_of
-from .observe import build, finalizing_s, state_of
-from .statements import FORBIDDEN, KILL, delete_relay_log, execute, io_thread_id
+from .observe import build, finalizing, state_of
+from .statements import FORBIDDEN, KILL, binlog_file, delete_relay_log, execute, io_thread_id
 
 UPTIME = 86_400
 
@@ -167,8 +167,8 @@ class Fleet:
                 continue
             if r.io != "Yes":
                 r.io, r.semi, r.last_io_errno = "Yes", n.slave_enabled, 0
-            if n.stalled:
-                continue
+            if n.stalled or (r.semi and src.hung_since is not None):
+                continue  # a deadlocked source's new dump thread for a semi-sync replica sends nothing
             have = r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0
             new = src.binlog[bisect.bisect_right(src.binlog, have, key=_seq) :]
             if new:
@@ -266,15 +266,21 @@ class Fleet:
         await asyncio.sleep(0)
         return self.observation(node)
 
-    async def attach_silent_replica(self, node: NodeName, *, server_id: int) -> Callable[[], None]:
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int, file: str, pos: int) -> Callable[[], None]:
         """A semi-sync client that never acks: counted in the node's clients while attached; its
-        registration wakes a deadlocked ack receiver (``FakeNode.hung_since``)."""
+        registration wakes a deadlocked ack receiver (``FakeNode.hung_since``). MariaDB counts its
+        start as acknowledged: from the start of the oldest file that releases nothing; from
+        anywhere else the fake releases every waiting commit, so a caller that starts past the
+        beginning is caught by any test that checks the waiting commits."""
         n = await self._dial(node, None)
         if n.fault == "frozen":
             await asyncio.sleep(self.timeout)
             raise NodeError(f"{node}: silent semi-sync replica: timed out", node=node)
         if self.record:
-            self.sent.append(Sent(node, f"BINLOG DUMP (silent semi-sync, server_id={server_id})", fresh=True, conn=0))
+            self.sent.append(Sent(node, f"BINLOG DUMP {file}:{pos} (silent semi-sync, server_id={server_id})", True, 0))
+        if (file, pos) != (binlog_file(n), 4) and n.master_enabled and n.binlog:
+            n.yes_tx += n.wait_sessions
+            n.wait_sessions, n.acked_upto = 0, n.binlog[-1].seq
         n.silent_clients += 1
         n.hung_since = None
         attached = True
@@ -372,11 +378,11 @@ class Fleet:
             clients_n = clients.get(n.name, 0)
         else:
             clients_n = self.clients(n)
-        finalizing = finalizing_s(n, clients_n, self._clock())
-        state = state_of(n, clients_n, finalizing)
+        stuck_dump = finalizing(n, clients_n)
+        state = state_of(n, clients_n, stuck_dump)
         hit = self._seen.get(node)
         if hit is not None and hit[0] == state:
             return hit[1]
-        obs = build(n, clients_n, self._by_addr.get((r.host, r.port)) if r is not None else None, finalizing)
+        obs = build(n, clients_n, self._by_addr.get((r.host, r.port)) if r is not None else None, stuck_dump)
         self._seen[node] = (state, obs)
         return obs

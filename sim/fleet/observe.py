@@ -11,19 +11,19 @@ from idc_ha.model.observation import NodeObservation, ReplicaStatus, SemiSyncMas
 from .node import FakeNode
 
 
-def finalizing_s(n: FakeNode, clients_n: int, now: float) -> int:
-    """What the probe's processlist read shows: asked only on a writable semi-sync master with no
-    semi-sync client registered."""
+def finalizing(n: FakeNode, clients_n: int) -> int:
+    """What the probe's processlist read shows (asked only on a writable semi-sync master with no
+    semi-sync client registered): the stuck dump thread's id while the node is deadlocked."""
     if n.hung_since is None or n.read_only or not n.master_enabled or clients_n:
         return 0
-    return int(now - n.hung_since)
+    return 2_000_000 + n.server_id
 
 
-def state_of(n: FakeNode, clients_n: int, finalizing: int = 0) -> tuple[Any, ...]:
+def state_of(n: FakeNode, clients_n: int, stuck_dump: int = 0) -> tuple[Any, ...]:
     """Everything a node's observation is made of."""
     r = n.replica
     return (
-        finalizing,
+        stuck_dump,
         n.read_only,
         len(n.binlog),
         n.binlog[-1] if n.binlog else None,
@@ -60,7 +60,7 @@ def state_of(n: FakeNode, clients_n: int, finalizing: int = 0) -> tuple[Any, ...
     )
 
 
-def build(n: FakeNode, clients_n: int, source: NodeName | None, finalizing: int = 0) -> NodeObservation:
+def build(n: FakeNode, clients_n: int, source: NodeName | None, stuck_dump: int = 0) -> NodeObservation:
     """A live node's observation, as the real probe parses it."""
     r = n.replica
     replica = None
@@ -106,5 +106,5 @@ def build(n: FakeNode, clients_n: int, source: NodeName | None, finalizing: int 
         semisync_slave=SemiSyncSlave(enabled=n.slave_enabled, status=r is not None and r.io == "Yes" and r.semi),
         booted_at=n.started,
         slave_net_timeout_s=n.slave_net_timeout,
-        dump_finalizing_s=finalizing,
+        finalizing_dump=stuck_dump,
     )

@@ -155,8 +155,10 @@ def _status(lab: Lab, node: str, name: str) -> int:
 def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
     """What wakes the MariaDB 10.11 ack-receiver deadlock (decide/wake.py) must never release a
     waiting commit: with the acker's IO thread stopped, a commit waits on shard1-m; the controller's
-    silent semi-sync client registers (clients 0 -> 1) and the commit still waits, unacknowledged,
-    for 2 s; once detached the server drops it; the acker's return acks the commit."""
+    silent semi-sync client, started where act/wake.py starts it (position 4 of the oldest binlog),
+    registers (clients 0 -> 1) and the commit still waits, unacknowledged, for 2 s; once detached
+    the server drops it. Then why the start matters: the same client started at the binlog's end
+    releases the commit at once, though no replica holds it (MariaDB counts the start as an ack)."""
     c = app_conn(lab, "shard1-m")
     sql(c, "CREATE DATABASE IF NOT EXISTS w", "CREATE TABLE IF NOT EXISTS w.t (id INT PRIMARY KEY)")
     c.close()
@@ -186,10 +188,14 @@ def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
         time.sleep(0.05)
     yes_before = _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx")
 
-    async def attach_and_hold() -> int:
+    async def attach_and_hold(at_end: bool) -> int:
         admin = MysqlAdmin(lab.config(), timeout=5.0, connect_timeout=1.0)
+        node = NodeName("shard1-m")
         try:
-            detach = await admin.attach_silent_replica(NodeName("shard1-m"), server_id=WAKER_SERVER_IDS[0])
+            [logs] = await admin.run(node, "SHOW BINARY LOGS", fetch=True)
+            [[status]] = await admin.run(node, "SHOW MASTER STATUS", fetch=True)
+            file, pos = (status["File"], int(status["Position"])) if at_end else (logs[0]["Log_name"], 4)
+            detach = await admin.attach_silent_replica(node, server_id=WAKER_SERVER_IDS[0], file=file, pos=pos)
             try:
                 clients = _status(lab, "shard1-m", "Rpl_semi_sync_master_clients")
                 await asyncio.sleep(2.0)
@@ -199,7 +205,7 @@ def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
         finally:
             await admin.close()
 
-    assert asyncio.run(attach_and_hold()) == 1, "the silent client did not register as a semi-sync client"
+    assert asyncio.run(attach_and_hold(at_end=False)) == 1, "the silent client did not register as semi-sync"
     assert "ok" not in outcome, "a commit was released while only the silent client was connected"
     assert _status(lab, "shard1-m", "Rpl_semi_sync_master_wait_sessions") == 1
     assert _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx") == yes_before
@@ -207,11 +213,13 @@ def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
     while _status(lab, "shard1-m", "Rpl_semi_sync_master_clients") != 0:
         assert time.monotonic() < deadline, "the server kept the detached client"
         time.sleep(0.1)
+    # From the end of the binlog: the start itself acknowledges the waiting commit.
+    assert asyncio.run(attach_and_hold(at_end=True)) == 1
+    writer.join(timeout=15)
+    assert "ok" in outcome, f"a start at the binlog's end no longer acknowledges (revisit act/wake.py): {outcome}"
+    assert _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx") == yes_before + 1
     sql(sx, "START SLAVE IO_THREAD")
     sx.close()
-    writer.join(timeout=15)
-    assert "ok" in outcome, outcome
-    assert _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx") == yes_before + 1
 
 
 def test_idc1_idc2_partition_promotes_nothing_and_writes_resume_on_heal(lab: Lab, daemon: Daemon) -> None:

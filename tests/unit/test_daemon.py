@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ import pytest
 from idc_ha.clock import boottime
 from idc_ha.daemon import Daemon
 from idc_ha.decide.contact import ACKER_GAP_S
+from idc_ha.decide.tracks import Streak, Tracks
 from idc_ha.model.config import Config
-from idc_ha.model.ids import ShardName, SyncState
+from idc_ha.model.ids import NodeName, ShardName, SyncState
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Control
 from idc_ha.notify.alerts import MemoryAlertSink
@@ -200,3 +202,24 @@ async def test_the_rest_never_spaces_probe_rounds_past_the_acker_gap(tmp_path: P
     assert max(gaps) <= ACKER_GAP_S, gaps
     if not holds:
         assert max(gaps) < took + 0.2, gaps  # no rest for time the loop was free
+
+
+def test_rounds_hurry_only_while_a_refusal_is_being_confirmed(tmp_path: Path) -> None:
+    """A node refusing for less than confirm_refused_s (+ two intervals of slack) makes the next
+    rounds come every HURRY_S, so the verdict lands as the window closes; a long-dead node, or one
+    that times out (its probe costs a timeout), does not."""
+    fleet = Fleet(TOPO, clock=boottime, wall=time.time).arrange_home()
+    d = daemon_on(fleet, config(tmp_path / "state"), Policy(), MemoryAlertSink())
+    try:
+        assert not d._confirming_refusal()
+        node = NodeName("shard1-m")
+        fresh = Streak(since=100.0, rounds=1, refused=True, error="connection refused")
+        d.memory = replace(d.memory, tracks=Tracks(at=100.1, streaks={node: fresh}))
+        assert d._confirming_refusal()
+        d.memory = replace(d.memory, tracks=Tracks(at=101.0, streaks={node: fresh}))  # 1 s on: confirmed long ago
+        assert not d._confirming_refusal()
+        silent = replace(fresh, refused=False, error="timed out")
+        d.memory = replace(d.memory, tracks=Tracks(at=100.1, streaks={node: silent}))
+        assert not d._confirming_refusal()
+    finally:
+        d.store.release()

@@ -178,12 +178,13 @@ def test_a_failing_node_with_no_news_within_the_hold_fails_as_it_last_did() -> N
 
 
 def test_a_dump_thread_finalizing_shows_and_changes_the_observation() -> None:
-    """The processlist read (FINALIZING_SQL) lands in the observation; its growing age is a change."""
+    """The processlist read (FINALIZING_SQL: the oldest finalizing dump thread's id) lands in the
+    observation, and a new id is a change."""
     p = prober()
     p._last = p._observation(raw(1000), now=5000.0)
-    assert p._last.dump_finalizing_s == 0
-    hung = p._observation(raw(1001, finalizing=3), now=5001.0)
-    assert hung is not p._last and hung.dump_finalizing_s == 3
+    assert p._last.finalizing_dump == 0
+    hung = p._observation(raw(1001, finalizing=45), now=5001.0)
+    assert hung is not p._last and hung.finalizing_dump == 45
 
 
 def test_the_processlist_is_read_only_on_a_writable_semisync_master_with_no_client() -> None:
