@@ -20,7 +20,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -33,7 +33,7 @@ from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
 from idc_ha.decide.contact import ACKER_GAP_S
 from idc_ha.decide.memory import Memory
-from idc_ha.decide.plan import AnyStep, Decision, Fence, ShardPlan
+from idc_ha.decide.plan import Decision, ShardPlan
 from idc_ha.decide.tick import decide
 from idc_ha.errors import IdcHaError, StoreFailed
 from idc_ha.model.config import Config
@@ -47,19 +47,15 @@ from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.snapshot import Observer
 from idc_ha.ports import Admin, Clock, Prober, Store, SystemClock
 from idc_ha.process import sd_notify
+from idc_ha.reconcile import Reconciler, backoff_s
 from idc_ha.view import TickView, tick_view
 
 log = structlog.get_logger("idc_ha.daemon")
 
-OP_RETRY_S = 1.0  # a paused operation is retried after 1, 2, 4 ... s, at most OP_RETRY_MAX_S
-OP_RETRY_MAX_S = 30.0
 ROUND_GAP_S = 0.8 * ACKER_GAP_S  # the rest after a tick never puts two probe rounds further apart
 # While a refusal is being confirmed, rounds come this often: the verdict is due as soon as the
 # refusal has lasted detection.confirm_refused_s, not up to a whole probe interval later.
 HURRY_S = 0.05
-# Reconcile steps an operation may cancel rather than wait for: they change nothing a failover
-# relies on, and clean up when cancelled (the wake detaches its silent client).
-CANCELLABLE = frozenset({"wake_ack_receiver"})
 
 
 class Daemon:
@@ -103,16 +99,13 @@ class Daemon:
             wall=self.clock.wall,
             monotonic=self.clock.monotonic,
         )
+        self.reconciler = Reconciler(self.executor, self.book, self.store, self.clock)
         self.memory = Memory()
         self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)
         self.view: TickView | None = None
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
         self.fatal: StoreFailed | None = None  # set when the store failed: the daemon stops and run() raises it
         self.op_failures: dict[ShardName, tuple[int, float]] = {}  # shard -> (failures in a row, when)
-        self.reconciling: dict[ShardName, asyncio.Task[None]] = {}
-        # (shard, step kind) -> (failed in a row, when last): that kind waits before its next try there
-        self.reconcile_failures: dict[tuple[ShardName, str], tuple[int, float]] = {}
-        self.reconcile_kinds: dict[ShardName, frozenset[str]] = {}  # what each reconcile task runs
         self.reasons: dict[ShardName, str] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -266,7 +259,7 @@ class Daemon:
         for plan in decision.plans:
             self._start_op(plan)
         held += time.perf_counter() - held_since
-        await self._reconcile(decision)
+        await self.reconciler.run(decision, lambda shard: self._busy(self.ops, shard))
         held_since = time.perf_counter()
         self.last_decision = decision
         self.view = tick_view(
@@ -290,18 +283,10 @@ class Daemon:
         return t is not None and not t.done()
 
     def _start_op(self, plan: ShardPlan) -> None:
-        running = self.reconciling.get(plan.shard)
-        if (
-            running is not None
-            and not running.done()
-            and self.reconcile_kinds.get(plan.shard, frozenset()) <= CANCELLABLE
-        ):
-            running.cancel()  # a wake only watches and detaches its client: the failover goes first
-            return
-        if self._busy(self.ops, plan.shard) or self._busy(self.reconciling, plan.shard):
-            return  # one hand per shard: a reconcile step finishes (bounded by its timeout) first
+        if self._busy(self.ops, plan.shard) or self.reconciler.yield_to_op(plan.shard):
+            return  # one hand per shard: a reconcile step ends (cancelled, or bounded by its timeout) first
         failures, last = self.op_failures.get(plan.shard, (0, -1e9))
-        if self.clock.monotonic() - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures):
+        if self.clock.monotonic() - last < backoff_s(failures):
             return
         self.store.append("decision", shard=plan.shard, op=plan.op_id, reason=plan.reason)
 
@@ -325,50 +310,6 @@ class Daemon:
                 self.wake()
 
         self.ops[plan.shard] = asyncio.create_task(run(), name=f"op:{plan.shard}")
-
-    async def _reconcile(self, decision: Decision) -> None:
-        """Hand the decision's drift fences to the Fencer (durably, through the record), even while
-        another corrective step of the shard runs, and run the other corrective steps in a task
-        per shard, so a slow node never holds up probing. A step kind that failed on a shard waits
-        2, 4 ... s (at most OP_RETRY_MAX_S) before it is tried there again."""
-        now = self.clock.monotonic()
-        for shard, steps in decision.reconcile.items():
-            if self._busy(self.ops, shard):
-                continue
-            rec = self.book.get(shard)
-            if rec is None or rec.op is not None:
-                continue
-            fences = [s.node for s in steps if isinstance(s, Fence) and s.node not in rec.fence_pending]
-            if fences:
-                # One mechanism fences: the Fencer, which never gives up on a node.
-                await self.book.commit(
-                    rec.model_copy(update={"fence_pending": tuple(dict.fromkeys((*rec.fence_pending, *fences)))})
-                )
-                self.store.append("reconcile", shard=shard, step="fence", nodes=fences)
-            if self._busy(self.reconciling, shard):
-                continue
-            others = [s for s in steps if not isinstance(s, Fence) and not self._backing_off(shard, s.kind, now)]
-            if others:
-                self.reconciling[shard] = asyncio.create_task(
-                    self._reconcile_steps(shard, others), name=f"reconcile:{shard}"
-                )
-                self.reconcile_kinds[shard] = frozenset(s.kind for s in others)
-
-    def _backing_off(self, shard: ShardName, kind: str, now: float) -> bool:
-        failures, last = self.reconcile_failures.get((shard, kind), (0, -1e9))
-        return failures > 0 and now - last < min(OP_RETRY_MAX_S, OP_RETRY_S * 2**failures)
-
-    async def _reconcile_steps(self, shard: ShardName, steps: Sequence[AnyStep]) -> None:
-        for step in steps:
-            try:
-                detail = await self.executor.reconcile_step(step)
-                self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
-                self.reconcile_failures.pop((shard, step.kind), None)
-            except IdcHaError as e:
-                failures = self.reconcile_failures.get((shard, step.kind), (0, 0.0))[0] + 1
-                self.reconcile_failures[(shard, step.kind)] = (failures, self.clock.monotonic())
-                self.store.append("reconcile_failed", shard=shard, step=step.kind, error=str(e))
-                log.warning("reconcile step failed", shard=shard, step=step.kind, error=str(e), failures=failures)
 
     def _publish_if_new(self, rec: ShardRecord) -> None:
         key = (rec.epoch, rec.primary)
@@ -416,11 +357,7 @@ class Daemon:
         await self._stop.wait()
         log.info("idc-ha daemon stopping")
         sched.shutdown(wait=False)
-        work = (
-            [t for t in self._tasks if t.get_name() != "mqtt"]
-            + list(self.ops.values())
-            + list(self.reconciling.values())
-        )
+        work = [t for t in self._tasks if t.get_name() != "mqtt"] + list(self.ops.values()) + self.reconciler.running()
         for t in work:
             t.cancel()
         await asyncio.gather(*work, return_exceptions=True)

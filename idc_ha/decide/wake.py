@@ -66,8 +66,8 @@ def hung_ack_receiver(
                 AlertKind.ACK_RECEIVER_HUNG,
                 rec,
                 f"{what}; not woken: {why}",
-                "resume the controller (or switch the rule on); by hand, restart the primary's acker IO thread "
-                "cannot help. Never switch semi-sync off there: that acknowledges the waiting commits",
+                "resume the controller (or switch the rule on): registering any other semi-sync client wakes it. "
+                "Never switch semi-sync off there: that acknowledges the waiting commits",
             ),
             None,
         )
