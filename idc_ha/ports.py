@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from idc_ha.clock import boottime
 from idc_ha.coord.store import Store
+from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.notify.alerts import AlertSink
@@ -55,10 +56,11 @@ class Admin(Protocol):
 
     async def observe(self, node: NodeName) -> NodeObservation: ...
 
-    async def attach_silent_replica(self, node: NodeName, *, server_id: int, file: str, pos: int) -> Callable[[], None]:
-        """Register a semi-sync replica with ``server_id`` on ``node``, dumping from ``file:pos``,
-        that never replies; returns what detaches it (closes the socket, sends nothing). MariaDB
-        counts ``file:pos`` as acknowledged by it: the caller chooses it (``act/wake.py``)."""
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int, gtid: GtidPos) -> Callable[[], None]:
+        """Register a semi-sync replica with ``server_id`` on ``node``, dumping in GTID mode from
+        ``gtid``, that never replies; returns what detaches it (closes the socket, sends nothing).
+        MariaDB counts the start of the binlog file holding ``gtid`` as acknowledged by it, and
+        refuses a position its binlogs do not hold: the caller chooses it (``act/wake.py``)."""
         ...
 
     async def close(self) -> None: ...

@@ -23,6 +23,7 @@ from pymysql.constants import CLIENT, COMMAND
 from idc_ha.clock import boottime
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.config import Config
+from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, ProbeFailure
 from idc_ha.observe.addresses import AddressBook
@@ -171,16 +172,20 @@ class MysqlAdmin:
                 _, msg = classify(e)
                 raise NodeError(f"{node}: observe: {msg}", node=node) from e
 
-    async def attach_silent_replica(self, node: NodeName, *, server_id: int, file: str, pos: int) -> Callable[[], None]:
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int, gtid: GtidPos) -> Callable[[], None]:
         """A replication connection (the replication user) announcing itself as a semi-sync
-        replica under ``server_id`` and dumping from ``file:pos``, which MariaDB counts as
-        acknowledged by it (``act/wake.py`` chooses a point that acknowledges nothing). The
-        returned callable closes the socket without COM_QUIT: nothing is written after the dump
-        request, so nothing can be read as an ack. The server sends a heartbeat every 0.1 s once
-        it has nothing else to send, and gives up a write after 2 s (``net_write_timeout``), so
-        it drops the client soon after the socket closes, or once the controller vanished and the
-        socket's buffers filled. aiomysql has no binlog client: the dump request goes through its
-        command writer (``_execute_command``), as python-mysql-replication does with PyMySQL's."""
+        replica under ``server_id`` and dumping in GTID mode (strict) from ``gtid``. MariaDB
+        starts such a dump at position 4 of the binlog file holding ``gtid`` and counts that as
+        acknowledged by it; a position its binlogs do not hold is refused before the client
+        registers (``act/wake.py`` chooses what the acker holds). Nothing on this path takes the
+        binlog's LOCK_log, which a second commit queued behind a semi-sync wait holds (AFTER_SYNC):
+        SHOW BINARY LOGS or SHOW MASTER STATUS would wait as long as the deadlock does.
+        The returned callable closes the socket without COM_QUIT: nothing is written after the
+        dump request, so nothing can be read as an ack. The server sends a heartbeat every 0.1 s
+        once it has nothing else to send, and gives up a write after 2 s (``net_write_timeout``),
+        so it drops the client soon after the socket closes, or once the controller vanished and
+        the socket's buffers filled. aiomysql has no binlog client: the dump request goes through
+        its command writer (``_execute_command``), as python-mysql-replication does with PyMySQL's."""
         host, port = self.address(node)
         try:
             async with asyncio.timeout(self.connect_timeout + 0.5):
@@ -200,9 +205,11 @@ class MysqlAdmin:
                 async with conn.cursor() as cur:
                     await cur.execute(
                         "SET @master_binlog_checksum=@@global.binlog_checksum, @mariadb_slave_capability=4, "
-                        "@rpl_semi_sync_slave=1, @master_heartbeat_period=100000000, SESSION net_write_timeout=2"
+                        "@rpl_semi_sync_slave=1, @master_heartbeat_period=100000000, @slave_connect_state=%s, "
+                        "@slave_gtid_strict_mode=1, @slave_gtid_ignore_duplicates=0, SESSION net_write_timeout=2",
+                        (str(gtid),),
                     )
-                dump = struct.pack("<IHI", pos, 0, server_id) + file.encode()
+                dump = struct.pack("<IHI", 4, 0, server_id)  # no file name: the GTID state says where
                 await conn._execute_command(COMMAND.COM_BINLOG_DUMP, dump)
                 await conn._read_packet()  # the first event (a rotate): the dump thread is running
         except BaseException as e:  # a cancelled step too: never leave the client attached

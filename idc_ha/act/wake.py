@@ -10,12 +10,16 @@ bounded by ``hold_s``: a failover of the shard waits for it (or cancels it: it i
 Why this acknowledges nothing: MariaDB counts a semi-sync replica's start position as
 acknowledged (``Repl_semi_sync_master::dump_start`` calls ``report_reply_binlog``; measured: a
 client starting at the binlog's end released a waiting commit that no replica held). So the
-client starts at position 4 of the oldest binlog file, and only when the acker already holds the
-GTID position there (``BINLOG_GTID_POS``): every commit the acker lacks lies after that point,
-and a start before it releases none of them (an earlier or equal point than the last real ack
-changes nothing; with no ack yet it marks a point before every waiting commit). The client never
-writes a byte after its dump request (closing sends no COM_QUIT), so nothing else can be read as
-an ack.
+client dumps in GTID mode from what the acker holds (``received()``): the server starts such a
+dump at position 4 of the binlog file holding that position, at or before it, and refuses
+(before the client registers) a position its binlogs do not hold. Every commit the acker lacks
+lies after the start, so the start releases none of them. The client never writes a byte after
+its dump request (closing sends no COM_QUIT), so nothing else can be read as an ack.
+
+Nothing here may take the binlog's LOCK_log: with the AFTER_SYNC wait point a second commit
+queued behind the waiting one holds it, so SHOW BINARY LOGS or SHOW MASTER STATUS would hang for
+as long as the deadlock (measured: the first version of this step listed the binlogs and timed
+out on most heals under a multi-writer load).
 """
 
 from __future__ import annotations
@@ -24,10 +28,7 @@ import asyncio
 import random
 import time
 
-from pymysql.converters import escape_string
-
-from idc_ha.errors import StepFailed
-from idc_ha.model.gtid import GtidPos
+from idc_ha.errors import NodeError, StepFailed
 from idc_ha.model.ids import NodeName
 from idc_ha.ports import Admin
 
@@ -37,49 +38,53 @@ HOLD_S = 3.0  # how long the silent client waits for the acker to register, obse
 
 
 async def wake_ack_receiver(admin: Admin, node: NodeName, acker: NodeName, *, hold_s: float) -> str:
+    stage = ["observing"]  # where a timeout found the step, for the journal
     try:
         async with asyncio.timeout(hold_s):
-            return await _wake(admin, node, acker)
+            return await _wake(admin, node, acker, stage)
     except TimeoutError:
         raise StepFailed(
-            f"{node}: the acker {acker} did not register within {hold_s:.1f} s of waking the ack receiver",
+            f"{node}: the acker {acker} did not register within {hold_s:.1f} s of waking the ack receiver "
+            f"(step stopped while {stage[0]})",
             node=node,
         ) from None
 
 
-async def _wake(admin: Admin, node: NodeName, acker: NodeName) -> str:
+async def _wake(admin: Admin, node: NodeName, acker: NodeName, stage: list[str]) -> str:
     o = await admin.observe(node)
     m = o.semisync_master
     if m is None or not m.enabled or o.read_only:
         return "not a semi-sync primary any more; nothing to wake"
     if m.clients > 0:
         return f"a semi-sync client is registered again ({m.clients}); nothing to wake"
-    [logs] = await admin.run(node, "SHOW BINARY LOGS", fetch=True)
-    if not logs:
-        raise StepFailed(f"{node}: SHOW BINARY LOGS lists no binlog file", node=node)
-    oldest = str(logs[0]["Log_name"])
-    [[row]] = await admin.run(node, f"SELECT BINLOG_GTID_POS('{escape_string(oldest)}', 4) AS pos", fetch=True)
-    start = GtidPos.parse(str(row["pos"] or ""))
-    a = await admin.observe(acker)
-    if not a.received().contains(start):
-        raise StepFailed(
-            f"{node}: the acker {acker} holds {a.received()} but the oldest binlog {oldest} starts at {start}: "
-            "a silent client starting there could acknowledge commits it lacks; not woken",
-            node=node,
-        )
+    stage[0] = f"observing the acker {acker}"
+    start = (await admin.observe(acker)).received()
     # A fresh id each time: a dump thread of an earlier waker still finalizing would otherwise
     # hold this one back (the server waits for a dump thread of the same id to exit).
     server_id = random.choice(WAKER_SERVER_IDS)
     t0 = time.monotonic()
-    detach = await admin.attach_silent_replica(node, server_id=server_id, file=oldest, pos=4)
+    stage[0] = f"attaching the silent client (server id {server_id}, from {start or 'the first GTID'})"
+    try:
+        detach = await admin.attach_silent_replica(node, server_id=server_id, gtid=start)
+    except NodeError as e:
+        raise StepFailed(
+            f"{node}: the silent semi-sync client from {acker}'s position {start or '(empty)'} did not attach: {e}; "
+            "nothing was woken (error 1236 means the binlogs no longer hold where the acker stands)",
+            node=node,
+        ) from e
     try:
         while True:
             o = await admin.observe(node)
             m = o.semisync_master
+            stage[0] = (
+                f"holding the silent client (server id {server_id}): "
+                f"{m.clients if m else '?'} semi-sync client(s) registered"
+            )
             if m is not None and m.clients >= 2:
                 return (
                     f"woken: {acker} registered {1000 * (time.monotonic() - t0):.0f} ms after a silent semi-sync "
-                    f"client (server id {server_id}, from {oldest}:4) did; {m.wait_sessions} commit(s) still wait"
+                    f"client (server id {server_id}, from {start or 'the first GTID'}) did; "
+                    f"{m.wait_sessions} commit(s) still wait"
                 )
             await asyncio.sleep(0.05)
     finally:

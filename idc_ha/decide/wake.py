@@ -15,11 +15,11 @@ while the recorded acker's IO thread says it is connected to it with semi-sync o
 is simply away (reconnecting, stopped, unreachable) is no deadlock: ``commits_stuck`` names that.
 
 The cure that acknowledges nothing: the executor attaches a semi-sync client of its own (a
-reserved server id, ``act/wake.py``) that never replies and starts at position 4 of the oldest
-binlog file; MariaDB counts a semi-sync replica's start position as acknowledged, so it starts
-before every transaction, and only if the acker already holds everything before that file (then
-no commit it lacks can lie earlier). Its registration wakes the receiver, the old dump thread
-exits, the acker registers and acks what it received. Switching semi-sync off and on would also
+reserved server id, ``act/wake.py``) that never replies and dumps in GTID mode from what the
+acker holds; MariaDB counts a semi-sync replica's start as acknowledged, and starts such a dump
+at the beginning of the binlog file holding that position, before every commit the acker lacks.
+Its registration wakes the receiver, the old dump thread exits, the acker registers and acks what
+it received. Switching semi-sync off and on would also
 wake it, but releases every waiting commit without an ack: never.
 
 Pure: one function of the record, the snapshot and the policy.

@@ -42,9 +42,18 @@ from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, pos_of
 from .observe import build, finalizing, state_of
-from .statements import FORBIDDEN, KILL, binlog_file, delete_relay_log, execute, io_thread_id
+from .statements import FORBIDDEN, KILL, delete_relay_log, execute, io_thread_id
 
 UPTIME = 86_400
+
+
+def _ack(src: FakeNode, got: int) -> None:
+    """A semi-sync ack up to sequence ``got``: the commits it covers complete."""
+    newly = bisect.bisect_right(src.binlog, got, key=_seq) - bisect.bisect_right(src.binlog, src.acked_upto, key=_seq)
+    if newly > 0:
+        src.yes_tx += newly
+        src.wait_sessions = max(0, src.wait_sessions - newly)
+        src.acked_upto, src.semi_off = got, False
 
 
 def _seq(g: Gtid) -> int:
@@ -181,15 +190,7 @@ class Fleet:
                 and src.binlog
                 and src.acked_upto < src.binlog[-1].seq
             ):
-                got = r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0
-                key = _seq
-                newly = bisect.bisect_right(src.binlog, got, key=key) - bisect.bisect_right(
-                    src.binlog, src.acked_upto, key=key
-                )
-                if newly > 0:
-                    src.yes_tx += newly
-                    src.wait_sessions = max(0, src.wait_sessions - newly)
-                    src.acked_upto, src.semi_off = got, False
+                _ack(src, r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0)
         if not apply:
             return
         for n in nodes:
@@ -266,21 +267,33 @@ class Fleet:
         await asyncio.sleep(0)
         return self.observation(node)
 
-    async def attach_silent_replica(self, node: NodeName, *, server_id: int, file: str, pos: int) -> Callable[[], None]:
+    async def attach_silent_replica(self, node: NodeName, *, server_id: int, gtid: GtidPos) -> Callable[[], None]:
         """A semi-sync client that never acks: counted in the node's clients while attached; its
-        registration wakes a deadlocked ack receiver (``FakeNode.hung_since``). MariaDB counts its
-        start as acknowledged: from the start of the oldest file that releases nothing; from
-        anywhere else the fake releases every waiting commit, so a caller that starts past the
-        beginning is caught by any test that checks the waiting commits."""
+        registration wakes a deadlocked ack receiver (``FakeNode.hung_since``). MariaDB starts a
+        GTID-mode dump at the start of the binlog file holding ``gtid`` and counts that start as
+        acknowledged; the fake counts ``gtid`` itself (the furthest the real start can be), so a
+        caller that starts past what the acker holds releases commits in any test that checks
+        them. A position the binlog does not hold (purged, or past its end) is refused (1236)
+        before the client registers, as MariaDB refuses it."""
         n = await self._dial(node, None)
         if n.fault == "frozen":
             await asyncio.sleep(self.timeout)
             raise NodeError(f"{node}: silent semi-sync replica: timed out", node=node)
         if self.record:
-            self.sent.append(Sent(node, f"BINLOG DUMP {file}:{pos} (silent semi-sync, server_id={server_id})", True, 0))
-        if (file, pos) != (binlog_file(n), 4) and n.master_enabled and n.binlog:
-            n.yes_tx += n.wait_sessions
-            n.wait_sessions, n.acked_upto = 0, n.binlog[-1].seq
+            self.sent.append(
+                Sent(node, f"BINLOG DUMP GTID '{gtid}' (silent semi-sync, server_id={server_id})", True, 0)
+            )
+        want = gtid.by_domain[0].seq if gtid.by_domain else 0
+        oldest = n.binlog[n.purged - 1].seq if n.purged else 0  # where the oldest binlog file starts
+        if not oldest <= want <= (n.binlog[-1].seq if n.binlog else 0):
+            raise NodeError(
+                f"{node}: silent semi-sync replica: (1236) Could not find GTID state requested by slave in any "
+                "binlog files",
+                node=node,
+                code=1236,
+            )
+        if n.master_enabled:
+            _ack(n, want)
         n.silent_clients += 1
         n.hung_since = None
         attached = True

@@ -104,7 +104,7 @@ class FakeNode:
     # IO threads say "Yes", until another semi-sync client registers (``Fleet.attach_silent_replica``).
     hung_since: float | None = None
     silent_clients: int = 0  # semi-sync clients attached that never ack (the controller's waker)
-    purged: int = 0  # the first binlog transactions whose file was purged (SHOW BINARY LOGS starts after)
+    purged: int = 0  # the first binlog transactions whose file was purged (a dump from among them is refused)
     traps: list[str] = field(default_factory=list)  # STARTs issued with both threads stopped in GTID mode
 
     @property

@@ -11,8 +11,9 @@
 * ``SET GLOBAL rpl_semi_sync_master_enabled=OFF`` switches semi-sync off (``no_times`` + 1);
 * ``SHOW RELAYLOG EVENTS IN '<file>' [FROM pos] [LIMIT [offset,] n]`` lists the relay log (a
   Gtid and an Xid event per group; a group cut off half-way has its Gtid only);
-* ``SHOW BINARY LOGS`` lists one file, holding every transaction but the ``purged`` first ones,
-  and ``BINLOG_GTID_POS(file, 4)`` is the position where it starts.
+* ``SHOW BINARY LOGS`` and ``SHOW MASTER STATUS`` are left out on purpose: they take the binlog's
+  LOCK_log, which a commit queued behind a semi-sync wait holds (AFTER_SYNC), so nothing that
+  runs on a primary with waiting commits may send them.
 
 A statement nobody modelled raises ``UnknownStatement`` (an AssertionError the executor never
 catches), so a test fails loudly instead of passing on it.
@@ -26,7 +27,7 @@ from typing import Any
 
 from idc_ha.errors import NodeError
 
-from .node import EVENT_BYTES, FakeNode, Replica, pos_of
+from .node import EVENT_BYTES, FakeNode, Replica
 
 # KILL QUERY of anything, and switching master semi-sync off, turn a commit waiting for its ack into
 # an acknowledged one. The only KILL modelled is of a replica's own IO thread (``_kill``).
@@ -39,7 +40,6 @@ _RELAYLOG = re.compile(
 KILL = re.compile(r"KILL (?:CONNECTION )?(\d+)", re.IGNORECASE)
 _IO_THREAD_QUERY = "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'"
 _STATUS = re.compile(r"SHOW GLOBAL STATUS LIKE '(\w+)'", re.IGNORECASE)
-_GTID_POS = re.compile(r"SELECT BINLOG_GTID_POS\('([^']+)', (\d+)\) AS pos", re.IGNORECASE)
 _OPTION = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
 _KNOWN = {f"MASTER_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "USE_GTID", "CONNECT_RETRY")} | {
     "MASTER_HEARTBEAT_PERIOD",
@@ -50,11 +50,6 @@ _KNOWN = {f"MASTER_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "USE_GTID"
 
 class UnknownStatement(AssertionError):
     """The executor sent something the fake does not model: extend the fake, or fix the caller."""
-
-
-def binlog_file(n: FakeNode) -> str:
-    """The one binlog file the fake keeps: the first, or the second once older ones were purged."""
-    return "binlog.000002" if n.purged else "binlog.000001"
 
 
 def delete_relay_log(n: FakeNode) -> None:
@@ -88,12 +83,6 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
         return [{"ID": io_thread_id(n)}] if r is not None and r.io != "No" else []
     elif m := KILL.fullmatch(s):
         _kill(n, int(m[1]), s)
-    elif s.upper() == "SHOW BINARY LOGS":
-        return [{"Log_name": binlog_file(n), "File_size": 4 + EVENT_BYTES * (len(n.binlog) - n.purged)}]
-    elif m := _GTID_POS.fullmatch(s):
-        # The oldest file holds every transaction but the purged ones: it starts where they end.
-        at = pos_of(n.binlog[: n.purged]) if m[1] == binlog_file(n) and m[2] == "4" else None
-        return [{"pos": str(at) if at is not None else None}]
     elif m := _STATUS.fullmatch(s):
         status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions}
         return [{"Variable_name": m[1], "Value": str(status[m[1]])}] if m[1] in status else []

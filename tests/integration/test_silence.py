@@ -4,10 +4,13 @@ between the two IDCs promotes nothing, and an isolated IDC fails over with nothi
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 
+import pymysql
 import pytest
+from pymysql.constants import COMMAND
 
 from idc_ha.act.admin import MysqlAdmin
 from idc_ha.act.wake import WAKER_SERVER_IDS
@@ -152,13 +155,34 @@ def _status(lab: Lab, node: str, name: str) -> int:
         c.close()
 
 
+def _file_mode_semisync_dump(lab: Lab, node: str, file: str, pos: int) -> pymysql.connections.Connection:
+    """A semi-sync client dumping from ``file:pos`` (file mode), as act/wake.py must not: the
+    counter-example that shows why the start position matters."""
+    n, admin = lab.node(node), MysqlAdmin(lab.config(), timeout=5.0, connect_timeout=1.0)
+    c = pymysql.connect(
+        host=n["host"],
+        port=n["port"],
+        user=admin.repl_user,
+        password=admin.repl_password,
+        connect_timeout=2,
+        read_timeout=5,
+        write_timeout=5,
+    )
+    sql(c, "SET @master_binlog_checksum=@@global.binlog_checksum, @rpl_semi_sync_slave=1")
+    c._execute_command(COMMAND.COM_BINLOG_DUMP, struct.pack("<IHI", pos, 0, WAKER_SERVER_IDS[1]) + file.encode())
+    c._read_packet()
+    return c
+
+
 def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
     """What wakes the MariaDB 10.11 ack-receiver deadlock (decide/wake.py) must never release a
-    waiting commit: with the acker's IO thread stopped, a commit waits on shard1-m; the controller's
-    silent semi-sync client, started where act/wake.py starts it (position 4 of the oldest binlog),
-    registers (clients 0 -> 1) and the commit still waits, unacknowledged, for 2 s; once detached
-    the server drops it. Then why the start matters: the same client started at the binlog's end
-    releases the commit at once, though no replica holds it (MariaDB counts the start as an ack)."""
+    waiting commit, nor wait on the binlog's LOCK_log: with the acker's IO thread stopped, commit A
+    waits on shard1-m and commit B queues behind it, holding LOCK_log (SHOW MASTER STATUS now
+    hangs). The controller's silent semi-sync client, started as act/wake.py starts it (GTID mode,
+    from what the acker holds), still attaches and registers (clients 0 -> 1), and both commits
+    still wait, unacknowledged, for 2 s; once detached the server drops it. Then why the start
+    matters: a semi-sync client started in file mode at the binlog's end (read before B) releases
+    commit A at once, though no replica holds it (MariaDB counts the start as an ack)."""
     c = app_conn(lab, "shard1-m")
     sql(c, "CREATE DATABASE IF NOT EXISTS w", "CREATE TABLE IF NOT EXISTS w.t (id INT PRIMARY KEY)")
     c.close()
@@ -168,34 +192,37 @@ def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
     while _status(lab, "shard1-m", "Rpl_semi_sync_master_clients") != 0:
         assert time.monotonic() < deadline, "the acker's dump thread did not go"
         time.sleep(0.1)
-    outcome: dict[str, object] = {}
+    outcome: dict[int, str] = {}
 
-    def commit() -> None:
-        c = app_conn(lab, "shard1-m", read_timeout=30)
+    def commit(i: int) -> None:
+        c = app_conn(lab, "shard1-m", read_timeout=40)
         try:
-            sql(c, "INSERT INTO w.t VALUES (1)")
-            outcome["ok"] = time.monotonic()
+            sql(c, f"INSERT INTO w.t VALUES ({i})")
+            outcome[i] = "ok"
         except Exception as e:  # the read timeout: the suite never hangs
-            outcome["error"] = repr(e)
+            outcome[i] = repr(e)
         finally:
             c.close()
 
-    writer = threading.Thread(target=commit, daemon=True)
-    writer.start()
+    writers = [threading.Thread(target=commit, args=(i,), daemon=True) for i in (1, 2)]
+    writers[0].start()
     deadline = time.monotonic() + 10
     while _status(lab, "shard1-m", "Rpl_semi_sync_master_wait_sessions") < 1:
-        assert time.monotonic() < deadline and "ok" not in outcome, f"the commit did not wait: {outcome}"
+        assert time.monotonic() < deadline and not outcome, f"commit A did not wait: {outcome}"
         time.sleep(0.05)
+    [[end]] = sql(ctl_conn(lab, "shard1-m"), "SHOW MASTER STATUS")
     yes_before = _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx")
+    writers[1].start()
+    time.sleep(0.5)
+    with pytest.raises(pymysql.err.OperationalError):  # B holds LOCK_log: what act/wake.py must not need
+        sql(ctl_conn(lab, "shard1-m", read_timeout=1), "SHOW MASTER STATUS")
 
-    async def attach_and_hold(at_end: bool) -> int:
+    async def attach_and_hold() -> int:
         admin = MysqlAdmin(lab.config(), timeout=5.0, connect_timeout=1.0)
         node = NodeName("shard1-m")
         try:
-            [logs] = await admin.run(node, "SHOW BINARY LOGS", fetch=True)
-            [[status]] = await admin.run(node, "SHOW MASTER STATUS", fetch=True)
-            file, pos = (status["File"], int(status["Position"])) if at_end else (logs[0]["Log_name"], 4)
-            detach = await admin.attach_silent_replica(node, server_id=WAKER_SERVER_IDS[0], file=file, pos=pos)
+            held = (await admin.observe(NodeName("shard1-sx"))).received()
+            detach = await admin.attach_silent_replica(node, server_id=WAKER_SERVER_IDS[0], gtid=held)
             try:
                 clients = _status(lab, "shard1-m", "Rpl_semi_sync_master_clients")
                 await asyncio.sleep(2.0)
@@ -205,20 +232,27 @@ def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
         finally:
             await admin.close()
 
-    assert asyncio.run(attach_and_hold(at_end=False)) == 1, "the silent client did not register as semi-sync"
-    assert "ok" not in outcome, "a commit was released while only the silent client was connected"
+    assert asyncio.run(attach_and_hold()) == 1, "the silent client did not register as semi-sync"
+    assert not outcome, f"a commit was released while only the silent client was connected: {outcome}"
     assert _status(lab, "shard1-m", "Rpl_semi_sync_master_wait_sessions") == 1
     assert _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx") == yes_before
     deadline = time.monotonic() + 10
     while _status(lab, "shard1-m", "Rpl_semi_sync_master_clients") != 0:
         assert time.monotonic() < deadline, "the server kept the detached client"
         time.sleep(0.1)
-    # From the end of the binlog: the start itself acknowledges the waiting commit.
-    assert asyncio.run(attach_and_hold(at_end=True)) == 1
-    writer.join(timeout=15)
-    assert "ok" in outcome, f"a start at the binlog's end no longer acknowledges (revisit act/wake.py): {outcome}"
-    assert _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx") == yes_before + 1
+    # From the end of the binlog, file mode: the start itself acknowledges commit A.
+    counter = _file_mode_semisync_dump(lab, "shard1-m", str(end["File"]), int(end["Position"]))
+    try:
+        writers[0].join(timeout=15)
+        assert outcome.get(1) == "ok", (
+            f"a start at the binlog's end no longer acknowledges (revisit act/wake.py): {outcome}"
+        )
+        assert _status(lab, "shard1-m", "Rpl_semi_sync_master_yes_tx") == yes_before + 1
+    finally:
+        counter.close()
     sql(sx, "START SLAVE IO_THREAD")
+    writers[1].join(timeout=15)
+    assert outcome.get(2) == "ok", outcome
     sx.close()
 
 
@@ -228,8 +262,8 @@ def test_idc1_idc2_partition_promotes_nothing_and_writes_resume_on_heal(lab: Lab
     heal the waiting commits complete on every shard: 0 acknowledged writes lost.
 
     Most runs a primary's ack receiver deadlocks as the acker reconnects (MariaDB 10.11,
-    decide/wake.py): the daemon then wakes it, and the journal shows it. A run in which the wake
-    did not cure it xfails naming the shards (every other assertion still holds)."""
+    decide/wake.py): the daemon then wakes it (the journal shows it), and a shard left without
+    acks fails the test naming it, with the wakes tried."""
     resumed: set[str] = set()
 
     def fault() -> tuple[float, float]:
@@ -253,21 +287,11 @@ def test_idc1_idc2_partition_promotes_nothing_and_writes_resume_on_heal(lab: Lab
     assert _home(daemon.records())
     assert stuck and "no acker connected" in stuck[0][1]["reason"], alerts.messages
     assert all(writable(lab, f"{s}-m") for s in SHARDS)
-    hung = sorted(set(SHARDS) - resumed)
-    assert_no_acked_write_lost({s: r for s, r in report.items() if s not in hung})
+    wakes = [e for e in daemon.journal() if e.get("step") == "wake_ack_receiver"]
+    assert resumed == set(SHARDS), f"no ack since the heal on {sorted(set(SHARDS) - resumed)}; wakes: {wakes}"
+    assert_no_acked_write_lost(report)
     for s in SHARDS:  # writes went on after the heal, on the same primaries
         assert report[s]["final_node"] == f"{s}-m", report[s]
-    if hung:
-        # Seen once in stop 17's last run: the wake ran four times on meta and the acker never
-        # registered (the silent client's dump never started: no "Start binlog_dump" in the
-        # server's log). Under investigation; every hung shard must at least have been seen.
-        tried = {
-            str(e["shard"])
-            for e in daemon.journal()
-            if e["event"] in ("reconcile", "reconcile_failed") and e.get("step") == "wake_ack_receiver"
-        }
-        assert set(hung) <= tried, f"{hung}: no ack since the heal, and no wake tried"
-        pytest.xfail(f"MariaDB 10.11 ack-receiver deadlock after the heal on {hung}: the wake did not cure it")
 
 
 def test_idc1_isolated_under_load_fails_over_with_nothing_lost(lab: Lab, daemon: Daemon) -> None:
