@@ -37,7 +37,7 @@ from idc_ha.decide.plan import Decision, ShardPlan
 from idc_ha.decide.tick import decide
 from idc_ha.errors import IdcHaError, StoreFailed
 from idc_ha.model.config import Config
-from idc_ha.model.ids import ShardName
+from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import ShardRecord
 from idc_ha.notify.alerts import AlertSink, Deduplicating, LogAlertSink, MqttAlertSink
@@ -131,10 +131,11 @@ class Daemon:
         sinks: list[AlertSink] = [LogAlertSink()]
         if mqtt is not None:
             sinks.append(MqttAlertSink(mqtt, prefix=config.mqtt.topic_prefix, cluster=config.cluster))
-        return cls(
+        observer = Observer(config, book=book, clock=clock.monotonic, boots=boots)
+        daemon = cls(
             config,
             policy,
-            prober=Observer(config, book=book, clock=clock.monotonic, boots=boots),
+            prober=observer,
             admin=MysqlAdmin(
                 config,
                 timeout=x.step_timeout_s,
@@ -150,6 +151,14 @@ class Daemon:
             clock=clock,
             crash_after=crash_after,
         )
+        observer.on_lost(daemon.heard_loss)
+        return daemon
+
+    def heard_loss(self, node: NodeName) -> None:
+        """A writable node's server closed the probe connection (it died, or was shut down): a
+        round now, not at the next interval; the rounds decide what it means."""
+        log.info("a writable node closed its probe connection; probing now", node=node)
+        self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -183,8 +192,8 @@ class Daemon:
         interval = self.cfg.probe.interval_s
         while not self._stop.is_set():
             started = self.clock.monotonic()
+            self._wake.clear()  # a wake() while this round runs brings the next one forward
             await self.tick()
-            self._wake.clear()
             rest = self.rest_after(self.clock.monotonic() - started)
             if rest > 0:
                 try:  # not cut short by wake(): 5,000 operations finishing would wake it 5,000 times

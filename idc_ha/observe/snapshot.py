@@ -12,7 +12,7 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.boots import BootTracker
-from idc_ha.observe.probe import NodeProber
+from idc_ha.observe.prober import NodeProber
 
 
 class Observer:
@@ -46,6 +46,12 @@ class Observer:
                 clock=clock,
                 boots=self.boots,
             )
+
+    def on_lost(self, callback: Callable[[NodeName], None]) -> None:
+        """Call ``callback`` when a writable node's server closes its probe connection between
+        rounds (``observe.watch``): a dead primary is heard at once, not one interval later."""
+        for p in self.probers.values():
+            p.on_lost = callback
 
     async def round(self) -> Snapshot:
         """Probe every node once; never raises (a failed probe is an unreachable observation)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,6 +13,10 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from idc_ha.model.ids import NodeName
+from idc_ha.model.observation import ProbeFailure
+from idc_ha.observe.snapshot import Observer
+from sim.chaos import kill_node
 from sim.harness import ROOT, Daemon, Lab
 from sim.lab import net
 from sim.lab.shape import lab_tag
@@ -197,3 +202,31 @@ def test_lab_down_leaves_no_process_namespace_or_bridge(tmp_path: Path) -> None:
         assert not list((lab.workdir / "state").iterdir())
     finally:
         again.down()
+
+
+def test_the_prober_hears_a_killed_primary_close_its_connection_between_rounds(lab: Lab) -> None:
+    """A SIGKILLed server's sockets are closed by the kernel: the prober hears a writable node's
+    connection close with no round running (observe/watch.py), and the next round finds it
+    refusing. A replica's close, and the prober's own, are not reported."""
+
+    async def go() -> tuple[list[str], object]:
+        observer = Observer(lab.config())
+        heard: list[str] = []
+        got = asyncio.Event()
+        observer.on_lost(lambda n: (heard.append(n), got.set()))
+        try:
+            snap = await observer.round()
+            assert snap.nodes[NodeName("shard1-m")].writable and snap.nodes[NodeName("shard2-sx")].reachable
+            await asyncio.to_thread(kill_node, lab.workdir, "shard2-sx")
+            await asyncio.to_thread(kill_node, lab.workdir, "shard1-m")
+            await asyncio.wait_for(got.wait(), 10)  # no round runs: only the watcher can tell
+            await asyncio.sleep(0.5)
+            failure = (await observer.round()).nodes[NodeName("shard1-m")].failure
+        finally:
+            await observer.close()
+        await asyncio.sleep(0.2)
+        return heard, failure
+
+    heard, failure = asyncio.run(go())
+    assert heard == ["shard1-m"], heard
+    assert failure == ProbeFailure.REFUSED

@@ -9,7 +9,8 @@ from idc_ha.model.config import ProbeSettings
 from idc_ha.model.observation import NodeObservation
 from idc_ha.observe.addresses import NEGATIVE_TTL_S, AddressBook
 from idc_ha.observe.boots import BootTracker
-from idc_ha.observe.probe import NodeProber, _asks_finalizing
+from idc_ha.observe.probe import _asks_finalizing
+from idc_ha.observe.prober import NodeProber
 
 from .builders import TOPO
 
