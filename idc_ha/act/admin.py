@@ -217,7 +217,10 @@ class MysqlAdmin:
             if not isinstance(e, Exception):
                 raise
             _, msg = classify(e)
-            raise NodeError(f"{node}: silent semi-sync replica: {msg}", node=node) from e
+            code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
+            raise NodeError(
+                f"{node}: silent semi-sync replica: {msg}", node=node, code=code if isinstance(code, int) else None
+            ) from e
 
         def detach() -> None:
             conn.close()

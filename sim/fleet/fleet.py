@@ -283,7 +283,7 @@ class Fleet:
             self.sent.append(
                 Sent(node, f"BINLOG DUMP GTID '{gtid}' (silent semi-sync, server_id={server_id})", True, 0)
             )
-        want = gtid.by_domain[0].seq if gtid.by_domain else 0
+        want = next((g.seq for g in gtid.by_domain if g.domain == 0), 0)  # the fake writes domain 0 only
         oldest = n.binlog[n.purged - 1].seq if n.purged else 0  # where the oldest binlog file starts
         if not oldest <= want <= (n.binlog[-1].seq if n.binlog else 0):
             raise NodeError(

@@ -14,6 +14,8 @@ from pymysql.constants import COMMAND
 
 from idc_ha.act.admin import MysqlAdmin
 from idc_ha.act.wake import WAKER_SERVER_IDS
+from idc_ha.errors import NodeError
+from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName
 from idc_ha.model.state import ShardRecord
 from sim.chaos import (
@@ -31,7 +33,7 @@ from sim.chaos import (
     unflap_link,
 )
 from sim.harness import Daemon, Lab
-from tests.integration.helpers import app_conn, ctl_conn, sql, writable
+from tests.integration.helpers import app_conn, ctl_conn, root_conn, sql, writable
 from tests.integration.test_failover import (
     RTO_PROMISE_S,
     SHARDS,
@@ -254,6 +256,39 @@ def test_a_silent_semisync_client_acknowledges_nothing(lab: Lab) -> None:
     writers[1].join(timeout=15)
     assert outcome.get(2) == "ok", outcome
     sx.close()
+
+
+def test_the_silent_client_is_refused_a_position_the_binlogs_no_longer_hold(lab: Lab) -> None:
+    """The wake's dump runs in GTID mode: from a position in a purged binlog file the server refuses
+    it (1236) and nothing registers. In file mode (the GTID variables lost) the same request would
+    start at the oldest file that is left, past commits an acker could lack."""
+    c = app_conn(lab, "shard1-m")
+    sql(c, "CREATE DATABASE IF NOT EXISTS w", "CREATE TABLE IF NOT EXISTS w.t (id INT PRIMARY KEY)")
+    m = root_conn(lab, "shard1-m")  # PURGE needs BINLOG ADMIN, which the controller does not hold
+    [[old]] = sql(m, "SELECT @@gtid_binlog_pos AS pos")
+    sql(c, "INSERT INTO w.t VALUES (0)")  # the transaction after `old`: in the file purged below
+    sql(m, "FLUSH BINARY LOGS")
+    sql(c, "INSERT INTO w.t VALUES (1)")
+    [[newest]] = sql(m, "SHOW MASTER STATUS")
+    sql(m, f"PURGE BINARY LOGS TO '{newest['File']}'")
+    c.close()
+
+    async def attach() -> NodeError:
+        admin = MysqlAdmin(lab.config(), timeout=5.0, connect_timeout=1.0)
+        try:
+            with pytest.raises(NodeError) as refused:
+                detach = await admin.attach_silent_replica(
+                    NodeName("shard1-m"), server_id=WAKER_SERVER_IDS[2], gtid=GtidPos.parse(str(old["pos"]))
+                )
+                detach()
+            return refused.value
+        finally:
+            await admin.close()
+
+    e = asyncio.run(attach())
+    assert e.code == 1236, e
+    assert _status(lab, "shard1-m", "Rpl_semi_sync_master_clients") == 1  # the acker alone
+    m.close()
 
 
 def test_idc1_idc2_partition_promotes_nothing_and_writes_resume_on_heal(lab: Lab, daemon: Daemon) -> None:
