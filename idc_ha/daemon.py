@@ -210,12 +210,19 @@ class Daemon:
     def _confirming_refusal(self) -> bool:
         """Some node refuses connections and its refusal is not yet old enough to confirm (with a
         round's slack): the rounds that confirm it come quickly. A refusal is cheap to re-probe
-        (no timeout is waited) and short-lived, so this costs little."""
+        (no timeout is waited) and short-lived, so this costs little. Not for a node whose shard
+        an operation is already acting on: its rounds would only compete with the failover's
+        statements for the CPU."""
         tracks = self.memory.tracks
         if tracks.at is None:
             return False
         window = self.policy.detection.confirm_refused_s + 2 * self.cfg.probe.interval_s
-        return any(s.refused and tracks.at - s.since < window for s in tracks.streaks.values())
+        acting = {shard for shard, t in self.ops.items() if not t.done()}
+        nodes = self.t.node_by_name
+        return any(
+            s.refused and tracks.at - s.since < window and (n not in nodes or nodes[n].shard not in acting)
+            for n, s in tracks.streaks.items()
+        )
 
     def rest_after(self, took: float) -> float:
         """The least rest after a tick that took ``took`` seconds, of which it held the event loop

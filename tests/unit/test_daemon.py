@@ -221,5 +221,13 @@ def test_rounds_hurry_only_while_a_refusal_is_being_confirmed(tmp_path: Path) ->
         silent = replace(fresh, refused=False, error="timed out")
         d.memory = replace(d.memory, tracks=Tracks(at=100.1, streaks={node: silent}))
         assert not d._confirming_refusal()
+        # Its shard's failover already runs: hurried rounds would only take CPU from it.
+        d.memory = replace(d.memory, tracks=Tracks(at=100.1, streaks={node: fresh}))
+        loop = asyncio.new_event_loop()
+        d.ops[ShardName("shard1")] = loop.create_future()  # type: ignore[assignment]  # not done: running
+        assert not d._confirming_refusal()
+        d.ops[ShardName("shard2")] = d.ops.pop(ShardName("shard1"))
+        assert d._confirming_refusal()
+        loop.close()
     finally:
         d.store.release()
