@@ -1,4 +1,4 @@
-"""python -m sim.lab up|down|status|stop-node|start-node|sweep --workdir DIR
+"""python -m sim.lab up|down|status|stop-node|start-node|restart-node|sweep --workdir DIR
 
 Progress goes to stderr; each command prints one JSON object on stdout.
 """
@@ -24,14 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("up", "down", "status"):
         p = p_up if name == "up" else sub.add_parser(name)
         p.add_argument("--workdir", required=True, type=Path)
-    for name in ("stop-node", "start-node"):
+    for name in ("stop-node", "start-node", "restart-node"):
         p = sub.add_parser(name)
         p.add_argument("names", nargs="+")
         p.add_argument("--workdir", required=True, type=Path)
         if name == "stop-node":
             p.add_argument("--kill", action="store_true", help="SIGKILL instead of a clean shutdown")
         else:
-            p.add_argument("--as-replica", action="store_true", help="restart a demoted primary read-only as a replica")
+            p.add_argument(
+                "--as-replica",
+                action="store_true",
+                help="bring a demoted primary back read-only as a replica (init_rpl_role=SLAVE: a tail the "
+                "engine never committed is truncated)",
+            )
     sub.add_parser("sweep", help="remove namespaces and bridges of labs whose supervisor is gone")
     p_sup = sub.add_parser("_supervise")
     p_sup.add_argument("--workdir", required=True)
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             out = control.stop_nodes(a.workdir, a.names, kill=a.kill)
         elif a.cmd == "start-node":
             out = control.start_nodes(a.workdir, a.names, as_replica=a.as_replica)
+        elif a.cmd == "restart-node":
+            out = control.restart_nodes(a.workdir, a.names, as_replica=a.as_replica)
         else:
             out = {"swept": control.sweep()}
     except (control.LabError, NetError) as e:

@@ -293,6 +293,16 @@ def start_nodes(workdir: Path, names: list[str], *, as_replica: bool = False, wa
     return resp
 
 
+def restart_nodes(workdir: Path, names: list[str], *, as_replica: bool = False) -> dict[str, Any]:
+    """SIGKILL, then start again: the lab's fence command. With ``as_replica`` the server comes
+    back read-only with ``init_rpl_role=SLAVE``, whose crash recovery truncates a binlog tail the
+    engine never committed (a commit that waited for a semi-sync ack under AFTER_SYNC). A clean
+    shutdown would commit that tail instead (docs/fencing.md), hence the kill."""
+    stopped = stop_nodes(workdir, names, kill=True)
+    started = start_nodes(workdir, names, as_replica=as_replica)
+    return {"restarted": names, "as_replica": as_replica, "stop": stopped, "start": started}
+
+
 def sweep() -> list[str]:
     """Remove namespaces and bridges of every lab on this machine whose supervisor is gone."""
     removed = []

@@ -10,7 +10,8 @@ import pymysql
 
 from sim.chaos import heal_idc, isolate_idc
 from sim.harness import Daemon, Lab
-from tests.integration.helpers import MqttCollector, app_conn, sql, writable
+from sim.lab.control import restart_nodes
+from tests.integration.helpers import MqttCollector, app_conn, ctl_conn, root_conn, sql, writable
 from tests.integration.test_failover import wait_all_in_idc2
 
 SHARDS = ("meta", "shard1", "shard2")
@@ -96,3 +97,78 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
     finally:
         stranded.kill()
         stranded.wait(timeout=10)
+
+
+def _waiting_commit(lab: Lab, node: str, acker: str, row: int) -> tuple[threading.Thread, dict[str, str], str]:
+    """A commit of ``row`` waiting on ``node`` for an ack that cannot come (the acker's IO thread
+    stopped); returns the writer, its outcome and the node's binlog position before the commit."""
+    c = app_conn(lab, node)
+    sql(c, "CREATE DATABASE IF NOT EXISTS w", "CREATE TABLE IF NOT EXISTS w.t (id INT PRIMARY KEY)")
+    c.close()
+    wait_until(lambda: _rows(lab, acker, row, "w.t") is not None, 10, f"{acker} has w.t")
+    sql(ctl_conn(lab, acker), "STOP SLAVE IO_THREAD")
+    [[before]] = sql(ctl_conn(lab, node), "SELECT @@gtid_binlog_pos AS pos")
+    outcome: dict[str, str] = {}
+
+    def commit() -> None:
+        c = app_conn(lab, node, read_timeout=30)
+        try:
+            sql(c, f"INSERT INTO w.t VALUES ({row})")
+            outcome["ok"] = "OK"
+        except Exception as e:  # the read timeout: the suite never hangs
+            outcome["error"] = repr(e)
+        finally:
+            c.close()
+
+    writer = threading.Thread(target=commit, daemon=True)
+    writer.start()
+    wait_until(lambda: _waiters(lab, node), 10, f"a commit waiting on {node}")
+    return writer, outcome, str(before["pos"])
+
+
+def _waiters(lab: Lab, node: str) -> list[int]:
+    rows = sql(
+        ctl_conn(lab, node),
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'",
+    )[0]
+    return [int(r["ID"]) for r in rows]
+
+
+def _rows(lab: Lab, node: str, row: int, table: str = "w.t") -> int | None:
+    try:
+        return int(sql(root_conn(lab, node), f"SELECT COUNT(*) AS n FROM {table} WHERE id = {row}")[0][0]["n"])
+    except pymysql.MySQLError:
+        return None
+
+
+def test_what_each_way_through_a_blocked_fence_leaves_behind(lab: Lab) -> None:
+    """On an old primary out of the layout, a commit waiting for an ack blocks its fence. The ways
+    through, measured (docs/fencing.md): a lock-wait-bounded fence fails fast (1205) instead of
+    hanging; KILL of the waiter's connection gives the client no OK but leaves the row committed
+    (errant); SIGKILL and a restart as a replica (init_rpl_role=SLAVE, the lab's fence command)
+    gives the client no OK and truncates the row and its GTID: nothing errant is left."""
+    # KILL (connection) on shard1-m.
+    writer, outcome, _ = _waiting_commit(lab, "shard1-m", "shard1-sx", 11)
+    m = ctl_conn(lab, "shard1-m", read_timeout=10)
+    t0 = time.monotonic()
+    try:
+        sql(m, "SET STATEMENT lock_wait_timeout=1 FOR SET GLOBAL read_only=ON")
+        raise AssertionError("the bounded fence went through while a commit waits")
+    except pymysql.err.OperationalError as e:
+        assert e.args[0] == 1205, e
+    assert time.monotonic() - t0 < 5, "the bounded fence did not fail fast"
+    [waiter] = _waiters(lab, "shard1-m")
+    sql(m, f"KILL {waiter}")
+    writer.join(timeout=15)
+    assert "ok" not in outcome and "error" in outcome, outcome
+    assert _rows(lab, "shard1-m", 11) == 1, "a killed waiter's row stays committed: the node is errant"
+    sql(m, "SET GLOBAL read_only=ON")  # the fence goes through once the waiter is gone
+    # SIGKILL and a restart as a replica on shard2-m.
+    writer, outcome, before = _waiting_commit(lab, "shard2-m", "shard2-sx", 22)
+    restart_nodes(lab.workdir, ["shard2-m"], as_replica=True)
+    writer.join(timeout=15)
+    assert "ok" not in outcome and "error" in outcome, outcome
+    [[after]] = sql(root_conn(lab, "shard2-m"), "SELECT @@gtid_binlog_pos AS pos, @@read_only AS ro")
+    assert int(after["ro"]) == 1
+    assert _rows(lab, "shard2-m", 22) == 0, "the never-acknowledged row survived the restart as a replica"
+    assert str(after["pos"]) == before, f"the truncated commit's GTID is still in the binlog: {after} vs {before}"
