@@ -46,57 +46,60 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
     c.close()
     m = lab.node("shard1-m")
     peer_ns = next(n["netns"] for n in lab.info["nodes"] if n["machine"] != m["machine"] and n["idc"] == "IDC1")
-    isolate_idc(lab.workdir, "IDC1")
-    # A client inside IDC1 still reaches the old primary: its commit waits for an ack that cannot come.
-    stranded = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            peer_ns,
-            "timeout",
-            "60",
-            "mariadb",
-            f"-h{m['host']}",
-            f"-P{m['port']}",
-            f"-u{lab.info['app_user']}",
-            f"-p{lab.info['app_password']}",
-            "-e",
-            "INSERT INTO t4.a VALUES (7)",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        daemon.wait_records(
-            lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None, timeout=30, what="shard1 in IDC2"
+    topic = f"idc-ha/{lab.config().cluster}/alerts/#"
+    with MqttCollector("127.0.0.1", lab.info["mqtt"]["port"], topic) as alerts:  # subscribed before the fault
+        isolate_idc(lab.workdir, "IDC1")
+        # A client inside IDC1 still reaches the old primary: its commit waits for an ack that cannot come.
+        stranded = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                peer_ns,
+                "timeout",
+                "60",
+                "mariadb",
+                f"-h{m['host']}",
+                f"-P{m['port']}",
+                f"-u{lab.info['app_user']}",
+                f"-p{lab.info['app_password']}",
+                "-e",
+                "INSERT INTO t4.a VALUES (7)",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        with MqttCollector("127.0.0.1", lab.info["mqtt"]["port"], f"idc-ha/{lab.config().cluster}/alerts/#") as alerts:
+        try:
+            daemon.wait_records(
+                lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
+                timeout=30,
+                what="shard1 in IDC2",
+            )
             heal_idc(lab.workdir, "IDC1")
-            hit = alerts.wait_for(lambda x: x[1]["kind"] == "fence_blocked" and x[1]["node"] == "shard1-m", timeout=15)
-        assert hit is not None and "never KILL" in hit[1]["hint"]
-        assert stranded.poll() is None, "the stranded commit must still be waiting, not acknowledged"
-        result: dict[str, object] = {}
+            hit = alerts.wait_for(lambda x: x[1]["kind"] == "fence_blocked" and x[1]["node"] == "shard1-m", timeout=30)
+            assert hit is not None and "never KILL" in hit[1]["hint"], [m[1]["kind"] for m in alerts.messages]
+            assert stranded.poll() is None, "the stranded commit must still be waiting, not acknowledged"
+            result: dict[str, object] = {}
 
-        def late_write() -> None:
-            try:
-                w = app_conn(lab, "shard1-m", read_timeout=4)
-                sql(w, "INSERT INTO t4.a VALUES (8)")
-                result["acked"] = True
-            except pymysql.MySQLError as e:
-                result["error"] = e
+            def late_write() -> None:
+                try:
+                    w = app_conn(lab, "shard1-m", read_timeout=4)
+                    sql(w, "INSERT INTO t4.a VALUES (8)")
+                    result["acked"] = True
+                except pymysql.MySQLError as e:
+                    result["error"] = e
 
-        t = threading.Thread(target=late_write, daemon=True)
-        t.start()
-        t.join(timeout=10)
-        assert "acked" not in result, "a write on the fenced-out old primary was acknowledged"
-        new = app_conn(lab, "shard1-sx")
-        assert not sql(new, "SELECT id FROM t4.a")[0]
-        new.close()
-    finally:
-        stranded.kill()
-        stranded.wait(timeout=10)
+            t = threading.Thread(target=late_write, daemon=True)
+            t.start()
+            t.join(timeout=10)
+            assert "acked" not in result, "a write on the fenced-out old primary was acknowledged"
+            new = app_conn(lab, "shard1-sx")
+            assert not sql(new, "SELECT id FROM t4.a")[0]
+            new.close()
+        finally:
+            stranded.kill()
+            stranded.wait(timeout=10)
 
 
 def _waiting_commit(lab: Lab, node: str, acker: str, row: int) -> tuple[threading.Thread, dict[str, str], str]:
