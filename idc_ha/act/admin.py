@@ -149,9 +149,8 @@ class MysqlAdmin:
             kind, msg = classify(e)
             if isinstance(e, pymysql.err.OperationalError) and kind == ProbeFailure.REFUSED:
                 raise NodeUnreachable(f"{node}: {msg}", node=node, cause=kind) from e
-            code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
             failed = statements[len(out)] if len(out) < len(statements) else ""
-            raise NodeError(f"{node}: {failed}: {msg}", node=node, code=code if isinstance(code, int) else None) from e
+            raise NodeError(f"{node}: {failed}: {msg}", node=node, code=_mysql_code(e)) from e
         return out
 
     async def observe(self, node: NodeName) -> NodeObservation:
@@ -217,10 +216,7 @@ class MysqlAdmin:
             if not isinstance(e, Exception):
                 raise
             _, msg = classify(e)
-            code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
-            raise NodeError(
-                f"{node}: silent semi-sync replica: {msg}", node=node, code=code if isinstance(code, int) else None
-            ) from e
+            raise NodeError(f"{node}: silent semi-sync replica: {msg}", node=node, code=_mysql_code(e)) from e
 
         def detach() -> None:
             conn.close()
@@ -230,3 +226,9 @@ class MysqlAdmin:
     async def close(self) -> None:
         for n in list(self._conns):
             self._drop(n)
+
+
+def _mysql_code(e: BaseException) -> int | None:
+    """The server's error number of a driver error, if it carries one."""
+    code = e.args[0] if isinstance(e, pymysql.err.MySQLError) and e.args else None
+    return code if isinstance(code, int) else None

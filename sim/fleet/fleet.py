@@ -40,24 +40,11 @@ from idc_ha.model.observation import (
 )
 from idc_ha.model.topology import Topology
 
-from .node import FakeNode, Replica, Sent, pos_of
+from .node import FakeNode, Replica, Sent, ack_upto, pos_of, seq_of
 from .observe import build, finalizing, state_of
 from .statements import FORBIDDEN, KILL, delete_relay_log, execute, io_thread_id
 
 UPTIME = 86_400
-
-
-def _ack(src: FakeNode, got: int) -> None:
-    """A semi-sync ack up to sequence ``got``: the commits it covers complete."""
-    newly = bisect.bisect_right(src.binlog, got, key=_seq) - bisect.bisect_right(src.binlog, src.acked_upto, key=_seq)
-    if newly > 0:
-        src.yes_tx += newly
-        src.wait_sessions = max(0, src.wait_sessions - newly)
-        src.acked_upto, src.semi_off = got, False
-
-
-def _seq(g: Gtid) -> int:
-    return g.seq
 
 
 class Fleet:
@@ -179,7 +166,7 @@ class Fleet:
             if n.stalled or (r.semi and src.hung_since is not None):
                 continue  # a deadlocked source's new dump thread for a semi-sync replica sends nothing
             have = r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0
-            new = src.binlog[bisect.bisect_right(src.binlog, have, key=_seq) :]
+            new = src.binlog[bisect.bisect_right(src.binlog, have, key=seq_of) :]
             if new:
                 r.log += new
                 r.io_pos = r.io_pos.merge(pos_of(new[-1:]))
@@ -190,7 +177,7 @@ class Fleet:
                 and src.binlog
                 and src.acked_upto < src.binlog[-1].seq
             ):
-                _ack(src, r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0)
+                ack_upto(src, r.io_pos.by_domain[0].seq if r.io_pos.by_domain else 0)
         if not apply:
             return
         for n in nodes:
@@ -257,10 +244,7 @@ class Fleet:
         return out
 
     async def observe(self, node: NodeName) -> NodeObservation:
-        n = await self._dial(node, None)
-        if n.fault == "frozen":
-            await asyncio.sleep(self.timeout)
-            raise NodeError(f"{node}: observe: timed out", node=node)
+        n = await self._answering(node, "observe")
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         self.tick(only=[n])
@@ -275,10 +259,7 @@ class Fleet:
         caller that starts past what the acker holds releases commits in any test that checks
         them. A position the binlog does not hold (purged, or past its end) is refused (1236)
         before the client registers, as MariaDB refuses it."""
-        n = await self._dial(node, None)
-        if n.fault == "frozen":
-            await asyncio.sleep(self.timeout)
-            raise NodeError(f"{node}: silent semi-sync replica: timed out", node=node)
+        n = await self._answering(node, "silent semi-sync replica")
         if self.record:
             self.sent.append(
                 Sent(node, f"BINLOG DUMP GTID '{gtid}' (silent semi-sync, server_id={server_id})", True, 0)
@@ -293,7 +274,7 @@ class Fleet:
                 code=1236,
             )
         if n.master_enabled:
-            _ack(n, want)
+            ack_upto(n, want)
         n.silent_clients += 1
         n.hung_since = None
         attached = True
@@ -316,6 +297,14 @@ class Fleet:
         if n.fault == "timeout":
             await asyncio.sleep(connect_timeout or self.connect_timeout)
             raise NodeUnreachable(f"cannot connect to {node}: connect timed out", node=node, cause="timeout")
+        return n
+
+    async def _answering(self, node: NodeName, what: str) -> FakeNode:
+        """A dialled node that answers: a frozen one costs the call's timeout, then fails."""
+        n = await self._dial(node, None)
+        if n.fault == "frozen":
+            await asyncio.sleep(self.timeout)
+            raise NodeError(f"{node}: {what}: timed out", node=node)
         return n
 
     # -- the Prober port ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ one ``Replica`` (SHOW SLAVE STATUS). Faults: ``dead`` (the process is gone: conn
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from idc_ha.model.gtid import Gtid, GtidPos
@@ -118,3 +119,18 @@ class FakeNode:
     @property
     def answers(self) -> bool:
         return not self.dead and self.fault is None
+
+
+def seq_of(g: Gtid) -> int:
+    return g.seq
+
+
+def ack_upto(src: FakeNode, got: int) -> None:
+    """A semi-sync ack up to sequence ``got`` on ``src``: the commits it covers complete."""
+    newly = bisect.bisect_right(src.binlog, got, key=seq_of) - bisect.bisect_right(
+        src.binlog, src.acked_upto, key=seq_of
+    )
+    if newly > 0:
+        src.yes_tx += newly
+        src.wait_sessions = max(0, src.wait_sessions - newly)
+        src.acked_upto, src.semi_off = got, False
