@@ -118,15 +118,23 @@ class NodeProber:
             async with asyncio.timeout(self._s.connect_timeout_s + self._s.query_timeout_s):
                 if self._conn is None:
                     self._conn = await self._dial()
-                raw = await read_raw(self._conn)
+                conn = self._conn
+                raw = await read_raw(conn)
                 after = self._clock()
                 await learn_source(raw, self._book)
-            obs = self._observation(raw, now, after, same_connection=self._answered)
-            self._answered = True
+            # The server may have closed ``conn`` while this probe awaited (``_closed`` discarded
+            # it): then the next probe dials a maybe-restarted server, which must be judged as a
+            # new connection, never as the one that already answered (the restart would go unseen).
+            kept = self._conn is conn
+            obs = self._observation(raw, now, after, same_connection=self._answered and kept)
+            self._answered = kept
             self._failures = 0
-            if self.on_lost is not None and obs.writable and self._watched is not self._conn:
-                conn = self._watched = self._conn
-                on_close(conn, lambda: self._closed(conn))
+            if self.on_lost is not None and kept:
+                if obs.writable and self._watched is not conn:
+                    self._watched = conn
+                    on_close(conn, lambda: self._closed(conn))
+                elif not obs.writable and self._watched is conn:
+                    self._watched = None  # demoted (a switch): its close is no writable node's loss
         except (Exception, TimeoutError) as e:
             self._discard()
             kind, msg = classify(e)
@@ -151,9 +159,11 @@ class NodeProber:
         return obs
 
     def _closed(self, conn: Any) -> None:
-        if self._watched is conn:
+        watched = self._watched is conn
+        if watched:
             self._watched = None
-        if self._conn is conn and self.on_lost is not None:  # the server closed it, not a discard of ours
+        # The server closed the connection of a node last seen writable (not a discard of ours).
+        if watched and self._conn is conn and self.on_lost is not None:
             self._discard()  # the next probe dials: a dead server refuses at once
             self.on_lost(self.node)
 
