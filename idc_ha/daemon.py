@@ -26,6 +26,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from idc_ha.act.admin import MysqlAdmin
+from idc_ha.act.commands import SubprocessRunner
 from idc_ha.act.executor import Executor
 from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
@@ -45,7 +46,7 @@ from idc_ha.notify.mqtt import MqttPublisher
 from idc_ha.observe.addresses import AddressBook
 from idc_ha.observe.boots import BootTracker
 from idc_ha.observe.snapshot import Observer
-from idc_ha.ports import Admin, Clock, Prober, Store, SystemClock
+from idc_ha.ports import Admin, Clock, CommandRunner, Prober, Store, SystemClock
 from idc_ha.process import sd_notify
 from idc_ha.reconcile import Reconciler, backoff_s
 from idc_ha.view import TickView, tick_view
@@ -74,6 +75,7 @@ class Daemon:
         routing: RoutingPublisher,
         clock: Clock | None = None,
         mqtt: MqttPublisher | None = None,
+        runner: CommandRunner | None = None,
         crash_after: str | None = None,
     ) -> None:
         self.cfg, self.policy = config, policy
@@ -101,7 +103,16 @@ class Daemon:
         )
         self.reconciler = Reconciler(self.executor, self.book, self.store, self.clock)
         self.memory = Memory()
-        self.fencer = Fencer(self.admin, self.book, self.store, self.alerts, adopted=lambda: self.memory.adopted)
+        self.fencer = Fencer(
+            self.admin,
+            self.book,
+            self.store,
+            self.alerts,
+            topology=self.t,
+            policy=policy.fencing,
+            runner=runner or SubprocessRunner(),
+            adopted=lambda: self.memory.adopted,
+        )
         self.view: TickView | None = None
         self.ops: dict[ShardName, asyncio.Task[None]] = {}
         self.fatal: StoreFailed | None = None  # set when the store failed: the daemon stops and run() raises it

@@ -11,15 +11,18 @@ fleet (``sim/fleet``) implements ``Prober`` and ``Admin`` for unit tests and sca
   temporary.
 * ``Store`` (``idc_ha.coord.store``): journal, shard records, controls, tick view, the lock.
 * ``AlertSink`` (``idc_ha.notify.alerts``): where alerts go.
+* ``CommandRunner``: runs an operator's command (argv, bounded); never raises for a command
+  that fails, returns its result (``idc_ha.act.commands``).
 * ``Clock``: monotonic time for decisions and timeouts, wall time for humans and records.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from idc_ha.act.commands import CommandResult
 from idc_ha.clock import boottime
 from idc_ha.coord.store import Store
 from idc_ha.model.gtid import GtidPos
@@ -27,7 +30,7 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.notify.alerts import AlertSink
 
-__all__ = ["Admin", "AlertSink", "Clock", "Prober", "Store", "SystemClock"]
+__all__ = ["Admin", "AlertSink", "Clock", "CommandRunner", "Prober", "Store", "SystemClock"]
 
 
 class Prober(Protocol):
@@ -64,6 +67,10 @@ class Admin(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CommandRunner(Protocol):
+    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult: ...
 
 
 class Clock(Protocol):

@@ -1,5 +1,5 @@
 """Fence on return: keep re-dialling fenced-out nodes and make them read-only the moment they
-answer.
+answer; get through a fence that a waiting commit blocks.
 
 A returning ex-primary may still have read_only=0 (it never heard it was replaced). Every
 ``fence_redial_s`` the scheduler calls ``Fencer.sweep()``; each pending node without a fence in
@@ -7,12 +7,14 @@ flight gets a *fresh* connection whose first statement is ``SET GLOBAL read_only
 
 If a session on that node still waits for a semi-sync ack (a commit from before the partition),
 ``SET GLOBAL read_only=ON`` waits for it too ("Waiting for backup lock"), and that commit can
-never be acked: its acker was detached. We never KILL it (that would commit it without an ack)
-and never switch semi-sync off there (same effect). Instead the fence statement is left pending,
-with a long timeout: while it waits, MariaDB queues every new write behind it, so the node takes
-no new commits; an alert tells the operator to restart it as a replica (``init_rpl_role=SLAVE``
-discards the never-acknowledged tail). Once the statement completes the node leaves
-``fence_pending`` and stays ``out`` of the layout until it is rejoined or rebuilt.
+never be acked: its acker was detached. Meanwhile MariaDB queues every new write behind the fence,
+so the node takes no new commits. After ``fencing.blocked_after_s`` the fence is blocked, and
+``decide/fence.py`` chooses the way through, on a node the record has put out of the layout
+only: the machine's fence command (a restart as a replica truncates the never-acknowledged tail),
+else, if the policy allows, KILL of the waiting connections (their clients get an error, their
+rows stay: the node must be rebuilt), else an alert naming what to run. Never KILL QUERY, never
+semi-sync off: both would acknowledge the waiting commit. Once the statement completes the node
+leaves ``fence_pending`` and stays ``out`` of the layout until it is rejoined or rebuilt.
 """
 
 from __future__ import annotations
@@ -23,18 +25,24 @@ from collections.abc import Callable, Collection
 
 import structlog
 
+from idc_ha.act.commands import CommandResult
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
+from idc_ha.decide.fence import Way, way_through
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.alert import Alert, AlertKind, Severity
+from idc_ha.model.command import expand
 from idc_ha.model.ids import NodeName, ShardName
+from idc_ha.model.policy import Fencing
+from idc_ha.model.topology import Topology
 from idc_ha.notify.alerts import AlertSink
-from idc_ha.ports import Admin
+from idc_ha.ports import Admin, CommandRunner
 
 log = structlog.get_logger("idc_ha.fence")
 
 PENDING_FENCE_TIMEOUT_S = 120.0  # how long one fence statement may stay queued before it is re-issued
-BLOCKED_AFTER_S = 1.0  # a fence still pending after this long is reported as blocked
+WAITERS = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
+KILL_ROUNDS = 20  # KILL CONNECTION rounds (a commit queued behind a killed one may wait next)
 
 
 def pending(book: RecordBook, adopted: Collection[ShardName] | None = None) -> dict[NodeName, ShardName]:
@@ -63,11 +71,16 @@ class Fencer:
         store: Store,
         alerts: AlertSink,
         *,
+        topology: Topology,
+        policy: Fencing,
+        runner: CommandRunner,
         adopted: Callable[[], Collection[ShardName]] | None = None,
     ) -> None:
         self.admin, self.book, self.store, self.alerts = admin, book, store, alerts
+        self.t, self.policy, self.runner = topology, policy, runner
         self._adopted = adopted
         self._inflight: dict[NodeName, asyncio.Task[None]] = {}
+        self._command_at: dict[NodeName, float] = {}  # when each node's fence command last ran
 
     async def sweep(self) -> None:
         """Start a fence attempt for every pending node (of an adopted shard) that has none in flight."""
@@ -85,18 +98,41 @@ class Fencer:
         )
         t0 = time.monotonic()
         try:
-            done, _ = await asyncio.wait({task}, timeout=BLOCKED_AFTER_S)
+            done, _ = await asyncio.wait({task}, timeout=self.policy.blocked_after_s)
             if not done:
-                await self._report_blocked(node, shard)
+                await self._blocked(node, shard, task)
             await task
         except NodeUnreachable:
-            return  # still away: the next sweep dials again
+            return  # still away (or restarting): the next sweep dials again
         except NodeError as e:
             log.warning("fence failed; retrying", node=node, shard=shard, error=str(e))
             return
+        finally:
+            task.cancel()  # a no-op once done; else the attempt itself was cancelled
         await self._fenced(node, shard, waited=time.monotonic() - t0)
 
-    async def _report_blocked(self, node: NodeName, shard: ShardName) -> None:
+    async def _blocked(self, node: NodeName, shard: ShardName, fence: asyncio.Task[object]) -> None:
+        """The fence has waited ``blocked_after_s``: say so, then take the way ``decide/fence.py`` chooses."""
+        cmd = self.t.machine_by_name[self.t.node_by_name[node].machine].fence_command
+        last = self._command_at.get(node)
+        way = way_through(
+            self.book.get(shard),
+            node,
+            has_command=bool(cmd),
+            command_tried=last is not None and time.monotonic() - last < self.policy.command_retry_s,
+            policy=self.policy,
+        )
+        waiting = await self._count_waiters(node)
+        self.store.append("fence_blocked", shard=shard, node=node, waiting_sessions=waiting, way=str(way))
+        self._alert_blocked(node, shard, waiting, way)
+        if way is Way.COMMAND:
+            if await self._run_command(node, shard, cmd, fence):
+                return
+            way = Way.KILL_WAITERS if self.policy.kill_waiters else Way.WAIT
+        if way is Way.KILL_WAITERS:
+            await self._kill_waiters(node, shard, fence)
+
+    async def _count_waiters(self, node: NodeName) -> int:
         try:
             rows = await self.admin.run(
                 node,
@@ -105,23 +141,108 @@ class Fencer:
                 fresh=True,
                 timeout=2.0,
             )
-            waiting = int(rows[0][0]["Value"]) if rows and rows[0] else 0
+            return int(rows[0][0]["Value"]) if rows and rows[0] else 0
         except NodeError:
-            waiting = -1
-        self.store.append("fence_blocked", shard=shard, node=node, waiting_sessions=waiting)
+            return -1
+
+    def _alert_blocked(self, node: NodeName, shard: ShardName, waiting: int, way: Way) -> None:
+        why = (
+            f"{node} is back and still writable; its fence waits behind {waiting} commit(s) waiting for a "
+            "semi-sync ack that can never come (its acker was detached). New writes there queue behind the "
+            "fence and are never acknowledged"
+        )
+        never = "never KILL QUERY those sessions or switch semi-sync off there: that would acknowledge them"
+        then = {
+            Way.COMMAND: "running its machine's fence_command now",
+            Way.KILL_WAITERS: "killing the waiting connections now (policy fencing.kill_waiters): their rows stay "
+            f"in {node}'s binlog, so it will need a rebuild",
+            Way.WAIT: f"restart {node} as a replica (init_rpl_role=SLAVE: its never-acknowledged tail is "
+            "truncated), or configure its machine's fence_command; " + never,
+        }[way]
         self.alerts.emit(
             Alert(
                 kind=AlertKind.FENCE_BLOCKED,
+                severity=Severity.CRITICAL if way is Way.WAIT else Severity.WARNING,
+                shard=shard,
+                node=node,
+                reason=why,
+                hint=then if way is Way.WAIT else f"{then}; {never}",
+            )
+        )
+
+    async def _run_command(
+        self, node: NodeName, shard: ShardName, cmd: tuple[str, ...], fence: asyncio.Task[object]
+    ) -> bool:
+        """Run the fence command; True once the fence statement has ended (the node restarted, or
+        the fence went through). False, alerted, if the command failed or left the fence queued."""
+        n = self.t.node_by_name[node]
+        host, port = self.t.address_of(node)
+        values: dict[str, object] = {"cluster": self.t.cluster, "shard": shard, "node": node, "machine": n.machine}
+        values |= {"idc": self.t.idc_of(node), "address": host, "port": port}
+        self._command_at[node] = time.monotonic()
+        log.warning("running the fence command", node=node, shard=shard)
+        res = await self.runner.run(expand(cmd, values), timeout=self.policy.command_timeout_s)
+        self._command_at[node] = time.monotonic()
+        self.store.append(
+            "fence_command",
+            shard=shard,
+            node=node,
+            argv=list(res.argv),
+            rc=res.rc,
+            elapsed_s=round(res.elapsed_s, 3),
+            error=res.error,
+            output=res.output[-500:],
+        )
+        if res.ok:
+            done, _ = await asyncio.wait({fence}, timeout=self.policy.blocked_after_s)
+            if done:
+                return True
+        self._alert_command_failed(node, shard, res, still_blocked=res.ok)
+        return False
+
+    def _alert_command_failed(
+        self, node: NodeName, shard: ShardName, res: CommandResult, *, still_blocked: bool
+    ) -> None:
+        what = (
+            f"{node}'s fence command exited 0 but its fence still waits"
+            if still_blocked
+            else f"{node}'s fence command failed: {res.summary()}"
+        )
+        then = (
+            "killing the waiting connections instead (policy fencing.kill_waiters)"
+            if self.policy.kill_waiters
+            else f"it runs again in {self.policy.command_retry_s:g} s"
+        )
+        self.alerts.emit(
+            Alert(
+                kind=AlertKind.FENCE_FAILED,
                 severity=Severity.CRITICAL,
                 shard=shard,
                 node=node,
-                reason=f"{node} is back and still writable; its fence waits behind {waiting} commit(s) waiting for a "
-                "semi-sync ack that can never come (its acker was detached). New writes there queue behind the "
-                "fence and are never acknowledged",
-                hint=f"restart {node} as a replica (init_rpl_role=SLAVE) to discard its never-acknowledged tail; "
-                "never KILL those sessions or switch semi-sync off there: that would commit them without an ack",
+                reason=f"{what}; {then}",
+                hint=f"fix machines[{self.t.node_by_name[node].machine}].fence_command (idc-ha check shows the "
+                f"config), or restart {node} as a replica (init_rpl_role=SLAVE) by hand",
             )
         )
+
+    async def _kill_waiters(self, node: NodeName, shard: ShardName, fence: asyncio.Task[object]) -> None:
+        """KILL CONNECTION (never KILL QUERY) of each session waiting for an ack, until the fence
+        goes through. The clients get an error; the rows stay in ``node``'s binlog (errant)."""
+        killed: list[int] = []
+        for _ in range(KILL_ROUNDS):
+            if fence.done():
+                break
+            try:
+                rows = await self.admin.run(node, WAITERS, fetch=True, fresh=True, timeout=2.0)
+                for r in rows[0]:
+                    await self.admin.run(node, f"KILL CONNECTION {int(r['ID'])}", fresh=True, timeout=2.0)
+                    killed.append(int(r["ID"]))
+            except NodeError as e:
+                log.warning("could not kill the waiting connections", node=node, error=str(e))
+                break
+            await asyncio.wait({fence}, timeout=0.2)
+        self.store.append("fence_killed", shard=shard, node=node, connections=killed, fenced=fence.done())
+        log.warning("killed the connections waiting for an ack", node=node, shard=shard, connections=killed)
 
     async def _fenced(self, node: NodeName, shard: ShardName, *, waited: float) -> None:
         rec = self.book.get(shard)

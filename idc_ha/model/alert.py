@@ -33,6 +33,7 @@ class AlertKind(StrEnum):
     DRIFT = "drift"
     FENCED = "fenced"
     FENCE_BLOCKED = "fence_blocked"
+    FENCE_FAILED = "fence_failed"  # the fence command failed, or left the fence queued
     NEEDS_REBUILD = "needs_rebuild"
     UNADOPTED = "unadopted"
 

@@ -79,6 +79,22 @@ class Execution(Section):
     fence_redial_s: float = Field(0.3, gt=0, le=10)
 
 
+class Fencing(Section):
+    """Getting through a blocked fence (docs/fencing.md). A returning old primary, out of the
+    layout, whose ``SET GLOBAL read_only=ON`` still waits after ``blocked_after_s`` (behind a
+    commit waiting for an ack that cannot come) is fenced by its machine's ``fence_command``,
+    which runs for at most ``command_timeout_s`` and not again within ``command_retry_s``.
+    With no command (or after one failed), ``kill_waiters`` allows KILL of the waiting
+    connections: the fence then goes through, but the killed commits stay in that node's binlog,
+    so it must be rebuilt. With neither, ``fence_blocked`` stays critical and names what to run.
+    """
+
+    blocked_after_s: float = Field(2.0, gt=0, le=600)
+    command_timeout_s: float = Field(60.0, gt=0, le=3600)
+    command_retry_s: float = Field(30.0, ge=0, le=86400)
+    kill_waiters: bool = False
+
+
 class Alerts(Section):
     repeat_s: float = Field(60.0, ge=1)
     stuck_commit_s: float = Field(5.0, gt=0, le=3600)
@@ -89,6 +105,7 @@ class Policy(Section):
     proof: Proof = Proof()
     rules: Rules = Rules()
     execution: Execution = Execution()
+    fencing: Fencing = Fencing()
     alerts: Alerts = Alerts()
 
 

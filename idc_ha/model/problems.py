@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
+from idc_ha.model.command import FENCE_FIELDS, unknown_placeholders
 from idc_ha.model.ids import IdcName, IdcRole, NodeRole
 from idc_ha.model.topology import Frozen, Node, Topology
 
@@ -111,6 +112,12 @@ def _machine_problems(t: Topology) -> Iterator[Problem]:
                 field=f"machines[{k}] ({m.name}).idc",
                 message=f"unknown IDC {m.idc!r}",
                 fix=f"declare it under [[idcs]] or use one of {sorted(idcs)}",
+            )
+        if bad := unknown_placeholders(m.fence_command, FENCE_FIELDS):
+            yield Problem(
+                field=f"machines[{k}] ({m.name}).fence_command",
+                message=f"unknown placeholder(s) {', '.join(bad)}",
+                fix=f"use only {', '.join('{' + f + '}' for f in FENCE_FIELDS)}",
             )
     for addr, count in Counter(m.address for m in t.machines).items():
         if count > 1:

@@ -46,6 +46,10 @@ class Machine(Frozen):
     name: MachineName = Field(pattern=_NAME)
     idc: IdcName
     address: str = Field(min_length=1)
+    # Run (argv, no shell) when an old primary on this machine, out of the layout, cannot be made
+    # read-only: it must leave the node read-only with its never-acknowledged tail gone, e.g. a
+    # restart as a replica (docs/fencing.md). Placeholders: idc_ha.model.command.FENCE_FIELDS.
+    fence_command: tuple[str, ...] = ()
 
 
 class Node(Frozen):

@@ -7,6 +7,7 @@ from idc_ha.daemon import Daemon
 from idc_ha.model.config import Config
 from idc_ha.model.policy import Policy
 from idc_ha.ports import AlertSink
+from sim.fleet.commands import FleetRunner
 from sim.fleet.fleet import Fleet
 from sim.fleet.node import EVENT_BYTES, FakeNode, Replica, Sent
 from sim.fleet.statements import FORBIDDEN, UnknownStatement
@@ -24,6 +25,7 @@ def daemon_on(fleet: Fleet, config: Config, policy: Policy, alerts: AlertSink) -
         alerts=alerts,
         routing=RoutingPublisher(None, config.topology, prefix="idc-ha"),
         clock=fleet,
+        runner=FleetRunner(fleet),
     )
 
 
@@ -32,6 +34,7 @@ __all__ = [
     "FORBIDDEN",
     "FakeNode",
     "Fleet",
+    "FleetRunner",
     "Replica",
     "Sent",
     "UnknownStatement",

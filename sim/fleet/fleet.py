@@ -42,7 +42,7 @@ from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, ack_upto, pos_of, seq_of
 from .observe import build, finalizing, state_of
-from .statements import FORBIDDEN, KILL, delete_relay_log, execute, io_thread_id
+from .statements import FORBIDDEN, KILL, WAITER_IDS, delete_relay_log, execute, io_thread_id
 
 UPTIME = 86_400
 
@@ -124,13 +124,21 @@ class Fleet:
         n.no_tx += count
         n.acked_upto = n.binlog[-1].seq
 
-    def restart(self, node: NodeName, *, skip_slave_start: bool = False, stale_info: bool = False) -> None:
+    def restart(
+        self, node: NodeName, *, skip_slave_start: bool = False, stale_info: bool = False, as_replica: bool = False
+    ) -> None:
         """The server restarts: read_only=ON from its config file. Without ``skip_slave_start`` the
         replication threads start again and, in GTID mode, the relay log is gone (the IO thread
         fetches from gtid_slave_pos). With it both threads stay stopped, the relay log is kept and
         Gtid_IO_Pos is empty (measured on 10.11.19); ``stale_info`` leaves relay-log.info at the
-        start of the relay log, as a crash can. Status counters start again at zero."""
+        start of the relay log, as a crash can. Status counters start again at zero. A crash
+        recovery keeps the commits that were waiting for an ack; ``as_replica``
+        (``init_rpl_role=SLAVE``, the lab's fence command) truncates them, and master semi-sync
+        is off (docs/fencing.md)."""
         n = self.nodes[node]
+        if as_replica:
+            n.binlog = n.binlog[: len(n.binlog) - n.wait_sessions]
+            n.master_enabled = False
         n.read_only, n.started, n.wait_sessions = True, self._clock(), 0
         n.yes_tx = n.no_tx = n.no_times = 0
         r = n.replica
@@ -200,9 +208,12 @@ class Fleet:
         return [s for s in self.sent if FORBIDDEN.search(s.sql) or self._kills_a_session(s)]
 
     def _kills_a_session(self, s: Sent) -> bool:
-        """A KILL of anything but the node's own IO thread: maybe a session waiting for its ack."""
+        """A KILL of anything but the node's own IO thread or, by KILL CONNECTION, a session
+        waiting for its ack (a fence escalation: tests check it only hits a node out of the layout)."""
         m = KILL.fullmatch(" ".join(s.sql.split()))
-        return m is not None and int(m[1]) != io_thread_id(self.nodes[s.node])
+        if m is None or int(m[1]) == io_thread_id(self.nodes[s.node]):
+            return False
+        return not (s.sql.upper().startswith("KILL CONNECTION ") and int(m[1]) >= WAITER_IDS)
 
     def statements(self, node: NodeName) -> list[str]:
         return [s.sql for s in self.sent if s.node == node]

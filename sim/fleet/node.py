@@ -89,7 +89,8 @@ class FakeNode:
     master_timeout: int = 10_000
     wait_no_slave: bool = True
     slave_enabled: bool = False
-    wait_sessions: int = 0  # commits waiting for a semi-sync ack that never comes
+    wait_sessions: int = 0  # commits waiting for a semi-sync ack that never comes (the binlog's last ones)
+    killed_waiters: int = 0  # waiting sessions ended by KILL CONNECTION (their commits stay: errant)
     yes_tx: int = 0  # commits acknowledged by a semi-sync replica
     no_tx: int = 0  # commits that went through without an ack
     no_times: int = 0  # times semi-sync was switched off

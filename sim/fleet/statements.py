@@ -8,6 +8,9 @@
   fail with error 1198 while a replication thread runs;
 * ``SET GLOBAL read_only=ON`` on a writable node waits while a session waits for a semi-sync ack
   (``wait_sessions``), as "Waiting for backup lock" does;
+* the sessions waiting for an ack are listed by their processlist state, and ``KILL CONNECTION`` of
+  one ends it with an error for its client while its transaction stays in the binlog (errant on a
+  node out of the layout: docs/fencing.md);
 * ``SET GLOBAL rpl_semi_sync_master_enabled=OFF`` switches semi-sync off (``no_times`` + 1);
 * ``SHOW RELAYLOG EVENTS IN '<file>' [FROM pos] [LIMIT [offset,] n]`` lists the relay log (a
   Gtid and an Xid event per group; a group cut off half-way has its Gtid only);
@@ -39,6 +42,8 @@ _RELAYLOG = re.compile(
 )
 KILL = re.compile(r"KILL (?:CONNECTION )?(\d+)", re.IGNORECASE)
 _IO_THREAD_QUERY = "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'"
+WAITER_IDS = 2_000_000_000  # + the waiting commit's sequence number
+_WAITERS_QUERY = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
 _STATUS = re.compile(r"SHOW GLOBAL STATUS LIKE '(\w+)'", re.IGNORECASE)
 _OPTION = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
 _KNOWN = {f"MASTER_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "USE_GTID", "CONNECT_RETRY")} | {
@@ -81,6 +86,8 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
     elif s == _IO_THREAD_QUERY:
         r = n.replica
         return [{"ID": io_thread_id(n)}] if r is not None and r.io != "No" else []
+    elif s == _WAITERS_QUERY:
+        return [{"ID": i} for i in waiter_ids(n)]
     elif m := KILL.fullmatch(s):
         _kill(n, int(m[1]), s)
     elif m := _STATUS.fullmatch(s):
@@ -121,11 +128,26 @@ def io_thread_id(n: FakeNode) -> int:
     return 1_000_000 + n.server_id
 
 
+def waiter_ids(n: FakeNode) -> list[int]:
+    """The processlist ids of the sessions waiting for an ack, oldest first: one per commit among the
+    binlog's last ``wait_sessions``, numbered by its sequence number."""
+    tail = n.binlog[len(n.binlog) - n.wait_sessions :] if n.wait_sessions else []
+    return [WAITER_IDS + g.seq for g in tail]
+
+
 def _kill(n: FakeNode, thread: int, sql: str) -> None:
     """KILL of the node's own IO thread: it ends (in MariaDB, at its next read; the executor follows
-    with STOP SLAVE IO_THREAD). A KILL of anything else is not modelled: it would be a client's
-    session, maybe one waiting for its ack."""
+    with STOP SLAVE IO_THREAD). KILL CONNECTION of a session waiting for its ack ends the wait with
+    an error for the client; the commit stays in the binlog. A KILL of anything else is not
+    modelled."""
     r = n.replica
+    waiters = waiter_ids(n)
+    if thread in waiters and sql.upper().startswith("KILL CONNECTION "):
+        if thread != waiters[0]:
+            raise UnknownStatement(f"{n.name}: the fake models KILL of waiters oldest first, not {sql!r}")
+        n.wait_sessions -= 1
+        n.killed_waiters += 1
+        return
     if thread != io_thread_id(n):
         raise UnknownStatement(f"{n.name}: the fake models KILL of the IO thread only, not {sql!r}")
     if n.kill_error is not None:

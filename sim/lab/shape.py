@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,8 +221,12 @@ def controller_toml(shape: LabShape, workdir: Path) -> str:
     for city, idcs in CITIES:
         for idc, role in idcs:
             lines += ["[[idcs]]", f"name = {q(idc)}", f"city = {q(city)}", f"role = {q(role)}", ""]
+    # The lab's fence command (docs/fencing.md): SIGKILL, then a start as a replica, which truncates
+    # a commit that waited for an ack; run by the controller on an old primary whose fence is blocked.
+    fence = [sys.executable, "-m", "sim.lab", "restart-node", "{node}", "--as-replica", "--workdir", str(workdir)]
     for m in shape.machines:
-        lines += ["[[machines]]", f"name = {q(m.name)}", f"idc = {q(m.idc)}", f"address = {q(m.address)}", ""]
+        lines += ["[[machines]]", f"name = {q(m.name)}", f"idc = {q(m.idc)}", f"address = {q(m.address)}"]
+        lines += [f"fence_command = [{', '.join(q(a) for a in fence)}]", ""]
     for s in dict.fromkeys(n.shard for n in shape.nodes):
         lines += ["[[shards]]", f"name = {q(s)}", f"meta = {'true' if s == 'meta' else 'false'}", ""]
     for n in shape.nodes:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pymysql
 
@@ -39,37 +41,112 @@ def test_partitioned_primaries_fail_over_and_are_fenced_when_the_link_returns(la
     assert all(writable(lab, f"{s}-sx") for s in SHARDS)
 
 
+def _stranded_insert(lab: Lab, node: str, row: int, table: str = "t4.a") -> subprocess.Popen[str]:
+    """A client inside the node's IDC (on another machine) inserts ``row``; run after the cut, its
+    commit waits for an ack that cannot come. Bounded: the client dies after 60 s."""
+    m = lab.node(node)
+    peer_ns = next(n["netns"] for n in lab.info["nodes"] if n["machine"] != m["machine"] and n["idc"] == m["idc"])
+    return subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            peer_ns,
+            "timeout",
+            "60",
+            "mariadb",
+            f"-h{m['host']}",
+            f"-P{m['port']}",
+            f"-u{lab.info['app_user']}",
+            f"-p{lab.info['app_password']}",
+            "-e",
+            f"INSERT INTO {table} VALUES ({row})",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _late_write_acked(lab: Lab, node: str, row: int) -> bool:
+    """Whether a new write on ``node`` is acknowledged within 10 s (it must not be)."""
+    result: dict[str, object] = {}
+
+    def late_write() -> None:
+        try:
+            w = app_conn(lab, node, read_timeout=4)
+            sql(w, f"INSERT INTO t4.a VALUES ({row})")
+            result["acked"] = True
+        except pymysql.MySQLError as e:
+            result["error"] = e
+
+    t = threading.Thread(target=late_write, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    return "acked" in result
+
+
 def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, daemon: Daemon) -> None:
-    """A commit left waiting on the cut-off primary blocks its fence; it is alerted, never killed, never acked."""
+    """A commit left waiting on the cut-off primary blocks its fence when the link returns. The
+    controller runs the machine's fence command (the lab's: a restart as a replica): the client
+    gets an error, never an OK, the row is truncated, and the old primary is read-only at once."""
     c = app_conn(lab, "shard1-m")
     sql(c, "CREATE DATABASE IF NOT EXISTS t4", "CREATE TABLE IF NOT EXISTS t4.a (id INT PRIMARY KEY)")
     c.close()
-    m = lab.node("shard1-m")
-    peer_ns = next(n["netns"] for n in lab.info["nodes"] if n["machine"] != m["machine"] and n["idc"] == "IDC1")
     topic = f"idc-ha/{lab.config().cluster}/alerts/#"
     with MqttCollector("127.0.0.1", lab.info["mqtt"]["port"], topic) as alerts:  # subscribed before the fault
         isolate_idc(lab.workdir, "IDC1")
-        # A client inside IDC1 still reaches the old primary: its commit waits for an ack that cannot come.
-        stranded = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                peer_ns,
-                "timeout",
-                "60",
-                "mariadb",
-                f"-h{m['host']}",
-                f"-P{m['port']}",
-                f"-u{lab.info['app_user']}",
-                f"-p{lab.info['app_password']}",
-                "-e",
-                "INSERT INTO t4.a VALUES (7)",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        stranded = _stranded_insert(lab, "shard1-m", 7)
+        try:
+            daemon.wait_records(
+                lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
+                timeout=30,
+                what="shard1 in IDC2",
+            )
+            assert stranded.poll() is None, "the stranded commit must be waiting, not acknowledged"
+            heal_idc(lab.workdir, "IDC1")
+            healed = time.monotonic()
+            hit = alerts.wait_for(lambda x: x[1]["kind"] == "fence_blocked" and x[1]["node"] == "shard1-m", timeout=30)
+            assert hit is not None, [m[1]["kind"] for m in alerts.messages]
+            assert "fence_command" in hit[1]["hint"] and "never KILL QUERY" in hit[1]["hint"], hit
+            wait_until(lambda: writable(lab, "shard1-m") is False, 20, "shard1-m read-only after its fence command")
+            print(f"shard1-m read-only {time.monotonic() - healed:.1f} s after the heal")
+            out, err = stranded.communicate(timeout=30)
+            assert stranded.returncode != 0, f"the stranded commit was acknowledged: {out!r} {err!r}"
+            assert not _late_write_acked(lab, "shard1-m", 8), "a write on the fenced-out old primary was acknowledged"
+            assert _rows(lab, "shard1-m", 7, "t4.a") == 0, "the never-acknowledged row survived the fence command"
+            assert _rows(lab, "shard1-sx", 7, "t4.a") == 0
+            runs = [e for e in daemon.journal() if e["event"] == "fence_command" and e["node"] == "shard1-m"]
+            assert [e["rc"] for e in runs] == [0], runs
+            wait_until(
+                lambda: "shard1-m" not in daemon.records()["shard1"].fence_pending, 15, "shard1-m leaves fence_pending"
+            )
+        finally:
+            stranded.kill()
+            stranded.wait(timeout=10)
+
+
+def test_with_kills_allowed_and_no_fence_command_the_waiters_are_killed_and_the_node_is_errant(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """No fence command, policy fencing.kill_waiters: the waiting connection is killed (KILL
+    CONNECTION, never KILL QUERY). Its client gets an error, never an OK; the fence goes through;
+    the row stays in the old primary's binlog (errant) and is on no node of the new layout."""
+    policy = tmp_path / "kill.toml"
+    policy.write_text("[fencing]\nkill_waiters = true\n")
+    text = "\n".join(
+        line for line in lab.config_path.read_text().splitlines() if not line.startswith("fence_command")
+    ).replace('policy = "policies/default.toml"', f"policy = {json.dumps(str(policy))}")
+    cfg = tmp_path / "nofence.toml"
+    cfg.write_text(text)
+    c = app_conn(lab, "shard1-m")
+    sql(c, "CREATE DATABASE IF NOT EXISTS t4", "CREATE TABLE IF NOT EXISTS t4.a (id INT PRIMARY KEY)")
+    c.close()
+    with Daemon(cfg, tmp_path / "daemon.log") as daemon:
+        daemon.wait_safe(3, timeout=20)
+        time.sleep(1.5)  # watched for a while: the proof's min_watch_s
+        isolate_idc(lab.workdir, "IDC1")
+        stranded = _stranded_insert(lab, "shard1-m", 9)
         try:
             daemon.wait_records(
                 lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
@@ -77,26 +154,14 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
                 what="shard1 in IDC2",
             )
             heal_idc(lab.workdir, "IDC1")
-            hit = alerts.wait_for(lambda x: x[1]["kind"] == "fence_blocked" and x[1]["node"] == "shard1-m", timeout=30)
-            assert hit is not None and "never KILL" in hit[1]["hint"], [m[1]["kind"] for m in alerts.messages]
-            assert stranded.poll() is None, "the stranded commit must still be waiting, not acknowledged"
-            result: dict[str, object] = {}
-
-            def late_write() -> None:
-                try:
-                    w = app_conn(lab, "shard1-m", read_timeout=4)
-                    sql(w, "INSERT INTO t4.a VALUES (8)")
-                    result["acked"] = True
-                except pymysql.MySQLError as e:
-                    result["error"] = e
-
-            t = threading.Thread(target=late_write, daemon=True)
-            t.start()
-            t.join(timeout=10)
-            assert "acked" not in result, "a write on the fenced-out old primary was acknowledged"
-            new = app_conn(lab, "shard1-sx")
-            assert not sql(new, "SELECT id FROM t4.a")[0]
-            new.close()
+            wait_until(lambda: writable(lab, "shard1-m") is False, 20, "shard1-m read-only after the kill")
+            out, err = stranded.communicate(timeout=30)
+            assert stranded.returncode != 0, f"the killed commit was acknowledged: {out!r} {err!r}"
+            killed = [e for e in daemon.journal() if e["event"] == "fence_killed" and e["node"] == "shard1-m"]
+            assert killed and killed[0]["connections"], killed
+            assert not [e for e in daemon.journal() if e["event"] == "fence_command"]
+            assert _rows(lab, "shard1-m", 9, "t4.a") == 1, "a killed waiter's row stays: the node is errant"
+            assert _rows(lab, "shard1-sx", 9, "t4.a") == 0
         finally:
             stranded.kill()
             stranded.wait(timeout=10)

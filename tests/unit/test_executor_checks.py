@@ -17,8 +17,9 @@ from idc_ha.decide.plan import OpenWrites, ShardPlan, StartReplica
 from idc_ha.errors import StepFailed
 from idc_ha.model.alert import AlertKind
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName
+from idc_ha.model.policy import Fencing
 from idc_ha.ports import Admin
-from sim.fleet import Fleet
+from sim.fleet import Fleet, FleetRunner
 
 from .builders import TOPO, pos, settle
 from .test_executor import (
@@ -111,7 +112,7 @@ async def test_a_stray_writable_node_that_could_not_be_fenced_is_fenced_when_it_
     assert not c.nodes[SX].read_only  # the failover went on: "unreachable, fenced on return"
     assert REM in pending(d.book)
     rem.dead = False
-    fencer = Fencer(cast(Admin, c), d.book, d.store, d.alerts)
+    fencer = Fencer(cast(Admin, c), d.book, d.store, d.alerts, topology=c.t, policy=Fencing(), runner=FleetRunner(c))
     async with asyncio.timeout(BOUND):
         await fencer.sweep()
         await settle(fencer)

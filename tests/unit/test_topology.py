@@ -263,6 +263,18 @@ BROKEN: list[tuple[str, list[Mutation], str, str]] = [
         "shards[1] (shard1)",
         "2 nodes have role 'primary'",
     ),
+    (
+        "fence-command-unknown-placeholder",
+        [set_("machines", "idc1-m1", fence_command=["fence", "{host}", "{node}"])],
+        "machines[0] (idc1-m1).fence_command",
+        "unknown placeholder(s) {host}",
+    ),
+    (
+        "fence-command-lone-brace",
+        [set_("machines", "idc1-m1", fence_command=["fence", "{node"])],
+        "machines[0] (idc1-m1).fence_command",
+        "write {{ or }} for a literal brace",
+    ),
     ("no-primary", [drop("nodes", "shard1-m")], "shards[1] (shard1)", "0 nodes have role 'primary'"),
     ("no-meta-shard", [set_("shards", "meta", meta=False)], "shards[].meta", "0 shards are marked meta"),
     ("two-meta-shards", [set_("shards", "shard1", meta=True)], "shards[].meta", "2 shards are marked meta"),

@@ -1,0 +1,26 @@
+"""A ``CommandRunner`` on the simulated fleet: a fence command ``(anything, NODE, ...)`` restarts
+NODE as a replica (``Fleet.restart(as_replica=True)``: its waiting commits are truncated), as the
+lab's ``python -m sim.lab restart-node NODE --as-replica`` does on a real server."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from idc_ha.act.commands import CommandResult
+from idc_ha.model.ids import NodeName
+
+from .fleet import Fleet
+
+
+class FleetRunner:
+    def __init__(self, fleet: Fleet, *, rc: int = 0, effect: bool = True) -> None:
+        """``rc``: what the command exits with; ``effect``: whether it restarts the node at all."""
+        self.fleet, self.rc, self.effect = fleet, rc, effect
+        self.calls: list[tuple[str, ...]] = []
+
+    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
+        self.calls.append(tuple(argv))
+        node = NodeName(argv[1])
+        if self.effect and self.rc == 0:
+            self.fleet.restart(node, skip_slave_start=True, as_replica=True)
+        return CommandResult(tuple(argv), self.rc, 0.0, "" if self.rc == 0 else f"{node}: fence failed\n")
