@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,26 +47,31 @@ class SubprocessRunner:
     async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
         t0 = time.monotonic()
         args = tuple(argv)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                env=self.env,
-            )
-        except OSError as e:
-            return CommandResult(args, None, time.monotonic() - t0, "", f"cannot start {args[0]!r}: {e.strerror}")
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except (TimeoutError, asyncio.CancelledError) as e:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.wait(), 5)
-            if isinstance(e, asyncio.CancelledError):
-                raise
-            return CommandResult(args, None, time.monotonic() - t0, "", f"timed out after {timeout:g} s (killed)")
-        text = out.decode(errors="replace")[-OUTPUT_KEEP:]
-        return CommandResult(args, proc.returncode, time.monotonic() - t0, text)
+        # Output to a file, not a pipe: a command may leave a child holding its stdout (a server
+        # it started), and the command's end is its exit, not the pipe's close.
+        with tempfile.TemporaryFile() as out:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    env=self.env,
+                )
+            except OSError as e:
+                return CommandResult(args, None, time.monotonic() - t0, "", f"cannot start {args[0]!r}: {e.strerror}")
+            error = ""
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except (TimeoutError, asyncio.CancelledError) as e:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # it and everything it started
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(proc.wait(), 5)
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+                error = f"timed out after {timeout:g} s (killed)"
+            out.seek(max(0, out.seek(0, os.SEEK_END) - OUTPUT_KEEP * 4))
+            text = out.read().decode(errors="replace")[-OUTPUT_KEEP:]
+        return CommandResult(args, None if error else proc.returncode, time.monotonic() - t0, text, error)

@@ -20,6 +20,7 @@ leaves ``fence_pending`` and stays ``out`` of the layout until it is rejoined or
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Collection
 
@@ -28,7 +29,7 @@ import structlog
 from idc_ha.act.commands import CommandResult
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
-from idc_ha.decide.fence import Way, way_through
+from idc_ha.decide.fence import Way, out_of_layout, way_through
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.command import expand
@@ -40,7 +41,10 @@ from idc_ha.ports import Admin, CommandRunner
 
 log = structlog.get_logger("idc_ha.fence")
 
-PENDING_FENCE_TIMEOUT_S = 120.0  # how long one fence statement may stay queued before it is re-issued
+PENDING_FENCE_TIMEOUT_S = 120  # how long one fence statement may stay queued before it is re-issued
+# Bounded on the server too (measured: it then fails with 1205): a fence whose client gave up must
+# not stay queued there for lock_wait_timeout's default of a day, holding a connection.
+FENCE = f"SET STATEMENT lock_wait_timeout={PENDING_FENCE_TIMEOUT_S} FOR SET GLOBAL read_only=ON"
 WAITERS = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
 KILL_ROUNDS = 20  # KILL CONNECTION rounds (a commit queued behind a killed one may wait next)
 
@@ -91,16 +95,14 @@ class Fencer:
 
     async def _fence(self, node: NodeName, shard: ShardName) -> None:
         task = asyncio.create_task(
-            self.admin.run(
-                node, "SET GLOBAL read_only=ON", fresh=True, connect_timeout=0.25, timeout=PENDING_FENCE_TIMEOUT_S
-            ),
+            self.admin.run(node, FENCE, fresh=True, connect_timeout=0.25, timeout=PENDING_FENCE_TIMEOUT_S + 5),
             name=f"fence-stmt:{node}",
         )
         t0 = time.monotonic()
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.policy.blocked_after_s)
-            if not done:
-                await self._blocked(node, shard, task)
+            way: Way | None = None
+            while not (await asyncio.wait({task}, timeout=self.policy.blocked_after_s))[0]:
+                way = await self._blocked(node, shard, task, way)
             await task
         except NodeUnreachable:
             return  # still away (or restarting): the next sweep dials again
@@ -111,26 +113,46 @@ class Fencer:
             task.cancel()  # a no-op once done; else the attempt itself was cancelled
         await self._fenced(node, shard, waited=time.monotonic() - t0)
 
-    async def _blocked(self, node: NodeName, shard: ShardName, fence: asyncio.Task[object]) -> None:
-        """The fence has waited ``blocked_after_s``: say so, then take the way ``decide/fence.py`` chooses."""
-        cmd = self.t.machine_by_name[self.t.node_by_name[node].machine].fence_command
+    async def _way(self, node: NodeName, shard: ShardName) -> Way:
+        """``decide/fence.py``'s choice now, from the record as it is and a fresh look at the
+        recorded primary (only when an escalation is possible at all)."""
         last = self._command_at.get(node)
-        way = way_through(
-            self.book.get(shard),
+        rec = self.book.get(shard)
+        choose = functools.partial(
+            way_through,
+            rec,
             node,
-            has_command=bool(cmd),
+            has_command=bool(self._command(node)),
             command_tried=last is not None and time.monotonic() - last < self.policy.command_retry_s,
             policy=self.policy,
+            adopted=self._adopted is None or shard in self._adopted(),
         )
-        waiting = await self._count_waiters(node)
-        self.store.append("fence_blocked", shard=shard, node=node, waiting_sessions=waiting, way=str(way))
-        self._alert_blocked(node, shard, waiting, way)
+        if choose() is Way.WAIT or rec is None:
+            return Way.WAIT
+        try:
+            writes = (await self.admin.observe(rec.primary)).writable
+        except NodeError:
+            writes = False
+        return choose(primary_writes=writes)
+
+    def _command(self, node: NodeName) -> tuple[str, ...]:
+        return self.t.machine_by_name[self.t.node_by_name[node].machine].fence_command
+
+    async def _blocked(self, node: NodeName, shard: ShardName, fence: asyncio.Task[object], was: Way | None) -> Way:
+        """The fence has waited ``blocked_after_s`` (again): report it when the way through is
+        new, then take it. Returns the way taken (WAIT: the fence stays queued)."""
+        way = await self._way(node, shard)
+        if way is not was:
+            waiting = await self._count_waiters(node)
+            self.store.append("fence_blocked", shard=shard, node=node, waiting_sessions=waiting, way=str(way))
+            self._alert_blocked(node, shard, waiting, way)
         if way is Way.COMMAND:
-            if await self._run_command(node, shard, cmd, fence):
-                return
+            if await self._run_command(node, shard, self._command(node), fence):
+                return way
             way = Way.KILL_WAITERS if self.policy.kill_waiters else Way.WAIT
         if way is Way.KILL_WAITERS:
             await self._kill_waiters(node, shard, fence)
+        return way
 
     async def _count_waiters(self, node: NodeName) -> int:
         try:
@@ -211,7 +233,7 @@ class Fencer:
         then = (
             "killing the waiting connections instead (policy fencing.kill_waiters)"
             if self.policy.kill_waiters
-            else f"it runs again in {self.policy.command_retry_s:g} s"
+            else f"it runs again after {self.policy.command_retry_s:g} s if the fence is still blocked"
         )
         self.alerts.emit(
             Alert(
@@ -230,7 +252,7 @@ class Fencer:
         goes through. The clients get an error; the rows stay in ``node``'s binlog (errant)."""
         killed: list[int] = []
         for _ in range(KILL_ROUNDS):
-            if fence.done():
+            if fence.done() or not out_of_layout(self.book.get(shard), node):
                 break
             try:
                 rows = await self.admin.run(node, WAITERS, fetch=True, fresh=True, timeout=2.0)

@@ -39,11 +39,22 @@ def out_of_layout(rec: ShardRecord | None, node: NodeName) -> bool:
 
 
 def way_through(
-    rec: ShardRecord | None, node: NodeName, *, has_command: bool, command_tried: bool, policy: Fencing
+    rec: ShardRecord | None,
+    node: NodeName,
+    *,
+    has_command: bool,
+    command_tried: bool,
+    policy: Fencing,
+    adopted: bool = True,
+    primary_writes: bool = True,
 ) -> Way:
-    """How to get through ``node``'s blocked fence now. ``command_tried``: its fence command
-    ran within ``policy.command_retry_s``, and yet the fence is blocked (still, or again)."""
-    if not out_of_layout(rec, node):
+    """How to get through ``node``'s blocked fence now; asked again every ``blocked_after_s``
+    while it stays blocked, and right before each escalation. ``command_tried``: its fence
+    command ran within ``policy.command_retry_s``, and yet the fence is blocked (still, or
+    again). ``adopted``: the servers were seen to match the shard's record. ``primary_writes``:
+    the recorded primary was just seen writable; if not, the failover may have been undone by
+    hand and ``node`` be the real primary again: it is only reported."""
+    if not out_of_layout(rec, node) or not adopted or not primary_writes:
         return Way.WAIT
     if has_command and not command_tried:
         return Way.COMMAND

@@ -1,5 +1,5 @@
-"""A ``CommandRunner`` on the simulated fleet: a fence command ``(anything, NODE, ...)`` restarts
-NODE as a replica (``Fleet.restart(as_replica=True)``: its waiting commits are truncated), as the
+"""A ``CommandRunner`` on the simulated fleet: a fence command whose argv names a NODE of the fleet
+restarts NODE as a replica (``Fleet.restart(as_replica=True)``: its waiting commits are truncated), as the
 lab's ``python -m sim.lab restart-node NODE --as-replica`` does on a real server."""
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ class FleetRunner:
 
     async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
         self.calls.append(tuple(argv))
-        node = NodeName(argv[1])
+        named = [a for a in argv if a in self.fleet.nodes]
+        if not named:
+            return CommandResult(tuple(argv), 2, 0.0, "no node of the fleet named\n")
+        node = NodeName(named[0])
         if self.effect and self.rc == 0:
             self.fleet.restart(node, skip_slave_start=True, as_replica=True)
         return CommandResult(tuple(argv), self.rc, 0.0, "" if self.rc == 0 else f"{node}: fence failed\n")

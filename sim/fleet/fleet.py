@@ -204,8 +204,16 @@ class Fleet:
                 r.at += 1
 
     def forbidden(self) -> list[Sent]:
-        """Every KILL QUERY and every switch of master semi-sync OFF that was ever sent (must stay empty)."""
-        return [s for s in self.sent if FORBIDDEN.search(s.sql) or self._kills_a_session(s)]
+        """Every KILL QUERY, KILL of a session, and switch of master semi-sync OFF under a waiting
+        commit that was ever sent (must stay empty)."""
+        return [s for s in self.sent if self._releases_a_waiter(s) or self._kills_a_session(s)]
+
+    @staticmethod
+    def _releases_a_waiter(s: Sent) -> bool:
+        """KILL QUERY of anything; master semi-sync OFF while a commit waits there (with none
+        waiting, on a read-only node out of the layout, it releases nothing: a rejoin)."""
+        m = FORBIDDEN.search(s.sql)
+        return m is not None and (m[0].upper().lstrip().startswith("KILL") or s.waiting > 0)
 
     def _kills_a_session(self, s: Sent) -> bool:
         """A KILL of anything but the node's own IO thread or, by KILL CONNECTION, a session
@@ -243,7 +251,7 @@ class Fleet:
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
                     if self.record:
-                        self.sent.append(Sent(node, sql, fresh=fresh, conn=conn))
+                        self.sent.append(Sent(node, sql, fresh=fresh, conn=conn, waiting=n.wait_sessions))
                     rows = await execute(n, sql)
                     if "CHANGE MASTER" in sql.upper() or "RESET SLAVE" in sql.upper():
                         self._replicas_of = None

@@ -32,6 +32,7 @@ class Sent:
     sql: str
     fresh: bool
     conn: int
+    waiting: int = 0  # commits waiting for an ack on the node when it was sent
 
 
 @dataclass

@@ -7,7 +7,8 @@
   it and turns GTID mode off, as MariaDB's change_master() does. CHANGE MASTER and RESET SLAVE ALL
   fail with error 1198 while a replication thread runs;
 * ``SET GLOBAL read_only=ON`` on a writable node waits while a session waits for a semi-sync ack
-  (``wait_sessions``), as "Waiting for backup lock" does;
+  (``wait_sessions``), as "Waiting for backup lock" does; ``SET STATEMENT lock_wait_timeout=N
+  FOR`` it fails with 1205 after N seconds;
 * the sessions waiting for an ack are listed by their processlist state, and ``KILL CONNECTION`` of
   one ends it with an error for its client while its transaction stays in the binlog (errant on a
   node out of the layout: docs/fencing.md);
@@ -29,12 +30,14 @@ import re
 from typing import Any
 
 from idc_ha.errors import NodeError
+from idc_ha.model.gtid import GtidPos
 
 from .node import EVENT_BYTES, FakeNode, Replica
 
 # KILL QUERY of anything, and switching master semi-sync off, turn a commit waiting for its ack into
 # an acknowledged one. The only KILL modelled is of a replica's own IO thread (``_kill``).
 FORBIDDEN = re.compile(r"^\s*KILL\s+QUERY\b|rpl_semi_sync_master_enabled\s*=\s*'?(OFF|0|FALSE)\b", re.IGNORECASE)
+_BOUNDED = re.compile(r"SET STATEMENT lock_wait_timeout=(\d+) FOR (.+)", re.IGNORECASE)
 _SET = re.compile(r"SET GLOBAL (\w+)\s*=\s*(.+)", re.IGNORECASE)
 _SLAVE = re.compile(r"(START|STOP) SLAVE( IO_THREAD| SQL_THREAD)?", re.IGNORECASE)
 _RELAYLOG = re.compile(
@@ -69,6 +72,12 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
     """Run one statement on a live node; the rows it returns."""
     await asyncio.sleep(0)
     s = " ".join(sql.split())
+    if m := _BOUNDED.fullmatch(s):
+        try:
+            async with asyncio.timeout(int(m[1])):
+                return await execute(n, m[2])
+        except TimeoutError:
+            raise NodeError(f"{n.name}: {sql}: 1205 Lock wait timeout exceeded", node=n.name, code=1205) from None
     if m := _SET.fullmatch(s):
         await _set(n, m[1].lower(), m[2].strip("'\""))
     elif m := _SLAVE.fullmatch(s):
@@ -117,6 +126,9 @@ async def _set(n: FakeNode, name: str, value: str) -> None:
         n.master_timeout = int(value)
     elif name == "rpl_semi_sync_master_wait_no_slave":
         n.wait_no_slave = on
+    elif name == "gtid_slave_pos":
+        _must_be_stopped(n, f"SET GLOBAL gtid_slave_pos='{value}'")
+        n.slave_pos = GtidPos.parse(value)
     elif name == "rpl_semi_sync_slave_enabled":
         n.slave_enabled = on  # counts only once the IO thread (re)connects
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 
 from idc_ha.act.commands import SubprocessRunner
@@ -43,3 +45,19 @@ def test_placeholders_are_checked_and_expanded_word_by_word() -> None:
         "{literal}",
     ]
     assert unknown_placeholders(["{nodes}", "{0}", "{node.x}"], FENCE_FIELDS) == ["{nodes}", "{0}", "{node.x}"]
+
+
+async def test_the_end_of_a_command_is_its_exit_not_the_close_of_its_output(tmp_path: object) -> None:
+    """A command that starts a server in the background (holding its stdout) and exits 0 is done
+    at its exit, with its output, and the server it started is left running."""
+    code = (
+        "import subprocess, sys; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+        "print('started', p.pid, flush=True)"
+    )
+    async with asyncio.timeout(10):
+        res = await SubprocessRunner().run([sys.executable, "-c", code], timeout=5)
+    assert res.ok and res.elapsed_s < 5 and res.output.startswith("started"), res
+    pid = int(res.output.split()[1])
+    os.kill(pid, 0)  # still alive: not killed with a timed-out command
+    os.kill(pid, signal.SIGKILL)

@@ -34,7 +34,7 @@ from .builders import TOPO, record, settle
 SHARD = ShardName("shard1")
 M, SX, CAS = NodeName("shard1-m"), NodeName("shard1-sx"), NodeName("shard1-cas")
 BOUND = 5.0  # no test awaits longer than this
-FENCE = "SET GLOBAL read_only=ON"
+FENCE = "SET STATEMENT lock_wait_timeout=120 FOR SET GLOBAL read_only=ON"
 WAITERS = "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
 FAST = Fencing(blocked_after_s=0.05)
 
@@ -87,6 +87,7 @@ def controller(
             update={"epoch": 2, "primary": SX, "ackers": (CAS,), "out": (M,), "fence_pending": (M,)}
         )
     )
+    c.nodes[SX].read_only = False  # the new primary
     alerts = MemoryAlertSink()
     runner = FleetRunner(c, rc=rc, effect=effect)
     fencer = Fencer(cast(Admin, c), book, store, alerts, topology=t, policy=policy, runner=runner)
@@ -260,6 +261,17 @@ async def test_a_fence_command_that_changes_nothing_is_reported_and_not_rerun_at
     assert not m.read_only and ctl.pending() == (M,)
 
 
+async def blocked_and_only_reported(ctl: Controller) -> None:
+    """M writable with a commit waiting: its fence blocks, is reported, and nothing restarts or kills it."""
+    m = ctl.cluster.nodes[M]
+    m.read_only, m.wait_sessions = False, 1
+    async with asyncio.timeout(BOUND):
+        await ctl.fencer.sweep()
+        await until(lambda: AlertKind.FENCE_BLOCKED in ctl.kinds())
+        await asyncio.sleep(0.2)  # several more rounds of asking
+    assert ctl.runner.calls == [] and m.killed_waiters == 0
+
+
 async def test_nothing_is_restarted_or_killed_on_a_node_the_record_still_holds(
     make: Callable[..., Controller],
 ) -> None:
@@ -269,11 +281,21 @@ async def test_nothing_is_restarted_or_killed_on_a_node_the_record_still_holds(
     rec = ctl.book.get(SHARD)
     assert rec is not None
     ctl.book.put(rec.model_copy(update={"primary": M, "out": (), "upstreams": {**rec.upstreams, SX: M}}))
-    m = ctl.cluster.nodes[M]
-    m.read_only, m.wait_sessions = False, 1
-    async with asyncio.timeout(BOUND):
-        await ctl.fencer.sweep()
-        await until(lambda: AlertKind.FENCE_BLOCKED in ctl.kinds())
-        await asyncio.sleep(0.1)
-    assert ctl.runner.calls == [] and m.killed_waiters == 0
+    await blocked_and_only_reported(ctl)
     assert [e["way"] for e in ctl.events("fence_blocked")] == ["wait"]
+    ctl.book.put(rec)  # the failover commits its layout: M is out, and its blocked fence is asked again
+    async with asyncio.timeout(BOUND):
+        await until(lambda: len(ctl.runner.calls) == 1)
+        await settle(ctl.fencer)
+    assert [e["way"] for e in ctl.events("fence_blocked")] == ["wait", "command"]
+
+
+async def test_nothing_is_restarted_while_the_recorded_primary_is_not_writable(
+    make: Callable[..., Controller],
+) -> None:
+    """The failover was undone by hand (the recorded primary read-only, M writable again): M may
+    be the real primary, so its blocked fence is only reported, whatever the policy allows."""
+    ctl = make(command=True, policy=Fencing(blocked_after_s=0.05, kill_waiters=True))
+    ctl.cluster.nodes[SX].read_only = True
+    await blocked_and_only_reported(ctl)
+    assert ctl.alerts.alerts[0].severity is Severity.CRITICAL
