@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import structlog
 
-from idc_ha.act import relaylog, wake
+from idc_ha.act import rejoin, relaylog, wake
 from idc_ha.act.admin import change_master_sql
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.clock import boottime
@@ -42,6 +42,7 @@ from idc_ha.decide.plan import (
     OpenWrites,
     PublishRouting,
     RecordPromotionPoint,
+    Rejoin,
     Repoint,
     ShardPlan,
     StartReplica,
@@ -154,7 +155,7 @@ class Executor:
 
     async def reconcile_step(self, step: AnyStep) -> str:
         """Run one corrective step from the drift check (ArmAcker, StartReplica; fences go to the
-        Fencer) or the ack-receiver watch (WakeAckReceiver)."""
+        Fencer), the ack-receiver watch (WakeAckReceiver) or a returning node (Rejoin)."""
         if isinstance(step, StartReplica):
             host, port = self.admin.address(step.source)
             sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
@@ -163,6 +164,10 @@ class Executor:
             )
         if isinstance(step, WakeAckReceiver):
             return await wake.wake_ack_receiver(self.admin, step.node, step.acker, hold_s=wake.HOLD_S)
+        if isinstance(step, Rejoin):
+            return await rejoin.rejoin(
+                self.admin, self.book, self.t.node_by_name[step.node].shard, step, wall=self.wall
+            )
         if isinstance(step, ArmAcker):
             o = await self.admin.observe(step.node)
             if o.replica is not None and not o.replica.sql_ok:

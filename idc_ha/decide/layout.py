@@ -41,6 +41,9 @@ def layout_after(
     kept = (r for r in rec.upstreams if r not in gone and r != op.target)
     ups = {r: (op.target if r in op.repoint else rec.upstreams[r]) for r in kept}
     out = tuple(sorted((set(rec.out) | gone) - {op.target}))
+    left_at = {n: p for n, p in rec.left_at.items() if n in out}
+    if point is not None:
+        left_at |= {n: point for n in out if n not in rec.out}
     fence = (set(rec.fence_pending) | gone | set(op.fence)) - {op.target}
     away = bool(op.new_ackers) and all(t.idc_of(a) != t.idc_of(op.target) for a in op.new_ackers)
     return rec.model_copy(
@@ -51,6 +54,7 @@ def layout_after(
             "ackers": op.new_ackers,
             "upstreams": ups,
             "out": out,
+            "left_at": left_at,
             "fence_pending": tuple(sorted(fence)),
             "promotion_point": point,
             "baseline": baseline,

@@ -31,6 +31,7 @@ from idc_ha.decide.contact import Contact
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.verdicts import Verdicts
 from idc_ha.model.alert import Alert
+from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.state import ShardRecord
 
@@ -140,6 +141,18 @@ class StartReplica(Step):
     source: NodeName
 
 
+class Rejoin(Step):
+    """A returning node out of the layout, fenced and holding nothing past ``point`` (the promotion
+    point of the failover that put it out), becomes a replica of ``source`` (the primary), acking
+    off. A reconcile step: checked again after its replication is stopped, recorded in the layout
+    before it starts replicating (whatever it then applies lies past the point)."""
+
+    kind: Literal["rejoin"] = "rejoin"
+    node: NodeName
+    source: NodeName
+    point: GtidPos
+
+
 AnyStep = (
     Fence
     | StopReceiving
@@ -156,6 +169,7 @@ AnyStep = (
     | Repoint
     | StartReplica
     | WakeAckReceiver
+    | Rejoin
 )
 
 

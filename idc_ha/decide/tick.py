@@ -25,6 +25,7 @@ from idc_ha.decide.drift import drift
 from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, ShardPlan
+from idc_ha.decide.rejoin import rejoin
 from idc_ha.decide.rules import ShardView, run_rules
 from idc_ha.decide.stuck import stuck_commits
 from idc_ha.decide.syncstate import next_record, remember_boot
@@ -176,6 +177,11 @@ def decide(
             continue
         drift_alerts, steps = drift(now_rec, snap, topology, paused=control.is_paused(s))
         alerts += drift_alerts
+        back_alerts, back_steps, back_rec = rejoin(now_rec, snap, paused=control.is_paused(s))
+        alerts += back_alerts
+        steps += back_steps
+        if back_rec is not None:
+            changed[s] = back_rec
         wait = tracks.waiting.get(now_rec.primary)
         if (stuck := stuck_commits(now_rec, snap, wait[0] if wait else None, policy)) is not None:
             alerts.append(stuck)

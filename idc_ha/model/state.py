@@ -79,6 +79,9 @@ class ShardRecord(Rec):
     out: tuple[NodeName, ...] = ()  # nodes outside the layout (old primary, dead IDC), awaiting rejoin
     fence_pending: tuple[NodeName, ...] = ()  # to fence on return: read_only not yet confirmed
     needs_rebuild: tuple[NodeName, ...] = ()
+    # For each node ``out``: the promotion point of the failover that put it out. It may rejoin as
+    # a replica only if it holds nothing past that point (a later point could hide its errant tail).
+    left_at: dict[NodeName, GtidPos] = Field(default_factory=dict)
     promotion_point: GtidPos | None = None
     baseline: Baseline | None = None
     recovery: Recovery | None = None

@@ -231,3 +231,67 @@ def test_rounds_hurry_only_while_a_refusal_is_being_confirmed(tmp_path: Path) ->
         loop.close()
     finally:
         d.store.release()
+
+
+async def _idc1_fails_over(r: Running) -> None:
+    for n in in_idc(TOPO, "IDC1"):
+        r.fleet.nodes[n].dead = True
+    d = r.daemon
+    await r.until("every shard in IDC2", lambda: _all(d, lambda rec: rec.primary.endswith("-sx") and rec.op is None))
+
+
+async def test_idc1_returning_rejoins_as_replicas_of_the_new_primaries(running: Running) -> None:
+    """IDC1 dies, every shard moves, IDC1 comes back as it was (writable old primaries): each old
+    primary is fenced, and every IDC1 node rejoins as a replica of its shard's new primary, acking
+    off, master semi-sync off, its promotion point dropped from the record."""
+    await _idc1_fails_over(running)
+    d, f = running.daemon, running.fleet
+    for n in in_idc(TOPO, "IDC1"):
+        f.nodes[n].dead = False
+    idc1 = set(in_idc(TOPO, "IDC1"))
+    await running.until("IDC1 back in every layout", lambda: _all(d, lambda rec: not (set(rec.out) & idc1)))
+    for s in SHARDS:
+        rec = d.book.get(ShardName(s))
+        assert rec is not None
+        for n in (f"{s}-m", f"{s}-ms"):
+            assert rec.upstreams[NodeName(n)] == f"{s}-sx" and n not in rec.left_at
+            o = f.observation(n)
+            assert o.read_only and o.replica is not None and o.replica.source == f"{s}-sx"
+            assert o.semisync_slave is not None and not o.semisync_slave.enabled
+            assert o.semisync_master is None or not o.semisync_master.enabled
+    f.write("shard1-sx", 3)
+    await running.until(
+        "the rejoined old primary applies the new primary's commits",
+        lambda: f.nodes["shard1-m"].current_pos == f.nodes["shard1-sx"].binlog_pos,
+    )
+    assert [e for e in d.store.journal() if e["event"] == "reconcile" and e["step"] == "rejoin"]
+
+
+async def test_a_node_returning_with_a_never_acknowledged_tail_is_marked_for_a_rebuild(running: Running) -> None:
+    """shard1's acker stops receiving; two commits on shard1-m wait for an ack (its local replica
+    shard1-ms gets them); IDC1 dies and comes back. Both hold 2 transactions past the promotion
+    point: they stay out, are marked needs_rebuild, and the alert names the GTIDs."""
+    f, d = running.fleet, running.daemon
+    f.nodes["shard1-sx"].stalled = True
+    f.write("shard1-m", 2)
+    f.nodes["shard1-m"].wait_sessions = 2  # nothing reaches the stalled acker: they wait for its ack
+    await running.until(
+        "shard1-ms got the waiting commits", lambda: f.nodes["shard1-ms"].current_pos == f.nodes["shard1-m"].binlog_pos
+    )
+    tail = f.nodes["shard1-m"].binlog_pos
+    assert f.nodes["shard1-m"].wait_sessions == 2
+    await _idc1_fails_over(running)
+    for n in in_idc(TOPO, "IDC1"):
+        f.nodes[n].dead = False
+    f.nodes["shard1-m"].wait_sessions = 0  # e.g. their clients gave up and the server was restarted
+    await running.until(
+        "shard1-m and shard1-ms marked for a rebuild",
+        lambda: (
+            set((d.book.get(ShardName("shard1")) or d.book.all()["shard1"]).needs_rebuild) == {"shard1-m", "shard1-ms"}
+        ),
+    )
+    rec = d.book.get(ShardName("shard1"))
+    assert rec is not None and {"shard1-m", "shard1-ms"} <= set(rec.out)
+    alerts = [a for a in running.alerts.alerts if a.kind == "needs_rebuild" and a.node == "shard1-m"]
+    assert alerts and f"{tail} (point " in alerts[0].reason and "2 transaction(s) past it" in alerts[0].reason
+    assert f.observation("shard1-m").replica is None, "an errant node was made a replica"

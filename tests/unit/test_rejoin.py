@@ -1,0 +1,72 @@
+"""Rejoin (decide/rejoin.py): a fenced node holding nothing past the promotion point it left at
+rejoins as a replica of the primary; one holding anything past it (ahead, or diverged) is marked
+needs_rebuild with the GTIDs named; nothing happens before its fence, or while the primary is not
+writable, and a writable one goes back to the Fencer."""
+
+from __future__ import annotations
+
+from idc_ha.decide.plan import Fence, Rejoin
+from idc_ha.decide.rejoin import errant, rejoin
+from idc_ha.model.alert import AlertKind
+from idc_ha.model.gtid import GtidPos
+from idc_ha.model.ids import NodeName, ShardName
+
+from .builders import TOPO, after_failover, changed, home_nodes, snapshot
+
+S = ShardName("shard1")
+M, MS, SX = NodeName("shard1-m"), NodeName("shard1-ms"), NodeName("shard1-sx")
+POINT = GtidPos.parse("0-4406-100")
+FENCED = after_failover(TOPO, S, fence_pending=(), left_at={M: POINT, MS: POINT})
+
+
+def seen(**at: str) -> dict[NodeName, object]:
+    """The home nodes with shard1-sx the writable primary and M, MS read-only at the given positions."""
+    nodes = changed(home_nodes(), SX, read_only=False, replica=None)
+    for name, p in at.items():
+        n = NodeName(name.replace("_", "-"))
+        nodes = changed(nodes, n, read_only=True, gtid_binlog_pos=GtidPos.parse(p), gtid_slave_pos=GtidPos())
+    return nodes  # type: ignore[return-value]
+
+
+def test_nodes_within_their_point_rejoin_as_replicas_of_the_primary() -> None:
+    alerts, steps, rec = rejoin(FENCED, snapshot(seen(shard1_m="0-4406-100", shard1_ms="0-4406-97")))  # type: ignore[arg-type]
+    assert alerts == [] and rec is None
+    assert [(s.node, s.source, s.point) for s in steps if isinstance(s, Rejoin)] == [(M, SX, POINT), (MS, SX, POINT)]
+
+
+def test_a_node_past_its_point_is_marked_for_a_rebuild_with_the_gtids() -> None:
+    alerts, steps, rec = rejoin(FENCED, snapshot(seen(shard1_m="0-4406-102", shard1_ms="0-4406-100")))  # type: ignore[arg-type]
+    assert rec is not None and rec.needs_rebuild == (M,)
+    [a] = alerts
+    assert a.kind is AlertKind.NEEDS_REBUILD and a.node == M
+    assert "0-4406-102 (point 0-4406-100: 2 transaction(s) past it, never acknowledged)" in a.reason
+    assert "idc-ha rebuild shard1-m" in a.hint
+    assert [s.node for s in steps] == [MS]
+    # Once marked, it is left alone (no second alert, no rejoin).
+    again = rejoin(rec, snapshot(seen(shard1_m="0-4406-102", shard1_ms="0-4406-100")))  # type: ignore[arg-type]
+    assert again[0] == [] and [s.node for s in again[1]] == [MS] and again[2] is None
+
+
+def test_what_errant_says_for_a_diverged_or_foreign_domain() -> None:
+    assert errant(GtidPos.parse("0-9-100"), POINT) == [
+        "0-9-100 (point 0-4406-100: same sequence number, another server: diverged)"
+    ]
+    assert errant(GtidPos.parse("0-4406-100,7-9-3"), POINT) == ["7-9-3 (the point has nothing in domain 7)"]
+    assert errant(GtidPos.parse("0-4406-50"), POINT) == []
+
+
+def test_nothing_before_the_fence_while_the_primary_is_not_writable_or_without_a_point() -> None:
+    nodes = seen(shard1_m="0-4406-100", shard1_ms="0-4406-100")
+    pending = FENCED.model_copy(update={"fence_pending": (M, MS)})
+    assert rejoin(pending, snapshot(nodes)) == ([], [], None)  # type: ignore[arg-type]
+    closed = changed(nodes, SX, read_only=True)  # type: ignore[arg-type]
+    assert rejoin(FENCED, snapshot(closed)) == ([], [], None)
+    unknown = FENCED.model_copy(update={"left_at": {MS: POINT}})
+    alerts, _, rec = rejoin(unknown, snapshot(nodes))  # type: ignore[arg-type]
+    assert rec is not None and rec.needs_rebuild == (M,) and "no promotion point" in alerts[0].reason
+
+
+def test_a_node_out_of_the_layout_writable_again_goes_back_to_the_fencer() -> None:
+    nodes = changed(seen(shard1_m="0-4406-100", shard1_ms="0-4406-100"), M, read_only=False)  # type: ignore[arg-type]
+    _, steps, _ = rejoin(FENCED, snapshot(nodes))
+    assert isinstance(steps[0], Fence) and steps[0].node == M
