@@ -27,6 +27,7 @@ from idc_ha.decide.plan import Rejoin
 from idc_ha.decide.rejoin import applied, errant
 from idc_ha.errors import StepFailed
 from idc_ha.model.ids import ShardName
+from idc_ha.model.state import ShardRecord
 from idc_ha.ports import Admin
 
 
@@ -46,9 +47,7 @@ async def rejoin(
     pos = applied(o)
     if why := errant(pos, point):
         raise StepFailed(f"{node} holds {'; '.join(why)}: not rejoined, it needs a rebuild", node=node)
-    rec = book.get(shard)
-    if rec is None or rec.op is not None or rec.primary != source or node not in rec.out or rec.in_layout(node):
-        raise StepFailed(f"{shard}: the layout changed since {node}'s rejoin was decided", node=node)
+    _unchanged(book, shard, step)
     stmts = []
     if m is not None and m.enabled:
         stmts.append("SET GLOBAL rpl_semi_sync_master_enabled=OFF")
@@ -59,6 +58,9 @@ async def rejoin(
         change_master_sql(host, port, user=admin.repl_user, password=admin.repl_password),
     ]
     await admin.run(node, *stmts)
+    # Read again after the last await, and commit from that: a record the daemon wrote meanwhile
+    # (the shard proven ASYNC, an operation started) must not be overwritten by an older copy.
+    rec = _unchanged(book, shard, step)
     await book.commit(
         rec.model_copy(
             update={
@@ -72,3 +74,20 @@ async def rejoin(
     )
     await admin.run(node, "START SLAVE")
     return f"{node} replicates from {source} from {pos} (its point {point})"
+
+
+def _unchanged(book: RecordBook, shard: ShardName, step: Rejoin) -> ShardRecord:
+    """The shard's record, if the rejoin still fits it: no operation, the same primary, the node
+    out of the layout and fenced. Else StepFailed: the next round decides again."""
+    rec = book.get(shard)
+    if (
+        rec is None
+        or rec.op is not None
+        or rec.primary != step.source
+        or step.node not in rec.out
+        or rec.in_layout(step.node)
+        or step.node in rec.fence_pending
+        or step.node in rec.needs_rebuild
+    ):
+        raise StepFailed(f"{shard}: the layout changed since {step.node}'s rejoin was decided", node=step.node)
+    return rec

@@ -11,6 +11,9 @@ drift and the few corrective steps that are always safe:
 * starting a replica of the layout that a restart left stopped (``skip-slave-start``): relay log
   first, then both threads on its recorded source.
 
+A replica of the layout whose replication stopped on an error is alerted (critical), never
+restarted: 1236 (its source lacks the binlogs it needs) calls for a rebuild.
+
 Pause stops the last two (they change replication) but never fencing: a writable stray keeps
 taking writes that no acker sees, paused or not. Opening a node, or changing who acks, is never
 done on the strength of a drift check.
@@ -26,6 +29,8 @@ from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
 from idc_ha.model.state import ShardRecord
 from idc_ha.model.topology import Topology
+
+ER_SOURCE_FATAL_READING_BINLOG = 1236  # the source lacks what the replica asks for (purged, diverged)
 
 
 def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False) -> tuple[list[Alert], list[AnyStep]]:
@@ -89,6 +94,24 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False
         s = o.semisync_slave
         acker = name in rec.ackers
         slave_on = s is not None and s.enabled
+        # A thread stopped on an error (not one reconnecting to a source that is away).
+        stopped_on_error = r is not None and (
+            (r.io_stopped and r.last_io_errno) or (r.sql_running == "No" and r.last_sql_errno)
+        )
+        if r is not None and r.source == up and stopped_on_error:
+            err = (
+                f"IO {r.last_io_errno} {r.last_io_error}"
+                if r.last_io_errno
+                else f"SQL {r.last_sql_errno} {r.last_sql_error}"
+            )
+            alert(
+                name,
+                f"{name} cannot replicate from {up}: {err[:200]}",
+                f"{up} no longer holds the binlogs {name} needs: rebuild {name} from it"
+                if r.last_io_errno == ER_SOURCE_FATAL_READING_BINLOG
+                else f"fix the error on {name} (SHOW SLAVE STATUS), then START SLAVE",
+                Severity.CRITICAL,
+            )
         if r is not None and r.source == up and not r.never_started and slave_on == acker:
             continue  # the common case: wired as the layout says, the semi-sync role right
         _replica_drift(rec, name, up, o, t, paused=paused, primary_up=primary_up, alert=alert, steps=steps)

@@ -10,7 +10,7 @@ acknowledged is within it. When such a node answers again and has been fenced (r
   executor stops its replication and checks again before anything changes);
 * otherwise it holds transactions no acker received: never acknowledged to any client, and not
   in the new primary's history. It is marked ``needs_rebuild`` (durably) with an alert listing
-  them; ``idc-ha rebuild NODE`` re-seeds it from the current primary.
+  them; re-seeding it from the current primary (``idc-ha rebuild NODE``) is not built yet.
 
 A node out of the layout that is writable again goes back to the Fencer first. A node with no
 recorded point (out since before points were kept) cannot be judged: it is marked for a rebuild.
@@ -86,8 +86,8 @@ def rejoin(
                     epoch=rec.epoch,
                     reason=f"{node} returned holding what the new layout lacks: {'; '.join(why)}. "
                     "It cannot replicate again as it is",
-                    hint=f"`idc-ha rebuild {node}` re-seeds it from {rec.primary} and rejoins it; "
-                    "the listed transactions were never acknowledged to any client",
+                    hint=f"the listed transactions were never acknowledged to any client; {node} must be re-seeded "
+                    f"from {rec.primary} (`idc-ha rebuild`, issue 9, is not built yet: docs/operations.md)",
                 )
             )
         elif not paused and point is not None:

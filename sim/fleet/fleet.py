@@ -42,7 +42,7 @@ from idc_ha.model.topology import Topology
 
 from .node import FakeNode, Replica, Sent, ack_upto, pos_of, seq_of
 from .observe import build, finalizing, state_of
-from .statements import FORBIDDEN, KILL, WAITER_IDS, delete_relay_log, execute, io_thread_id
+from .statements import delete_relay_log, execute, forbidden, io_thread_id
 
 UPTIME = 86_400
 
@@ -206,22 +206,7 @@ class Fleet:
     def forbidden(self) -> list[Sent]:
         """Every KILL QUERY, KILL of a session, and switch of master semi-sync OFF under a waiting
         commit that was ever sent (must stay empty)."""
-        return [s for s in self.sent if self._releases_a_waiter(s) or self._kills_a_session(s)]
-
-    @staticmethod
-    def _releases_a_waiter(s: Sent) -> bool:
-        """KILL QUERY of anything; master semi-sync OFF while a commit waits there (with none
-        waiting, on a read-only node out of the layout, it releases nothing: a rejoin)."""
-        m = FORBIDDEN.search(s.sql)
-        return m is not None and (m[0].upper().lstrip().startswith("KILL") or s.waiting > 0)
-
-    def _kills_a_session(self, s: Sent) -> bool:
-        """A KILL of anything but the node's own IO thread or, by KILL CONNECTION, a session
-        waiting for its ack (a fence escalation: tests check it only hits a node out of the layout)."""
-        m = KILL.fullmatch(" ".join(s.sql.split()))
-        if m is None or int(m[1]) == io_thread_id(self.nodes[s.node]):
-            return False
-        return not (s.sql.upper().startswith("KILL CONNECTION ") and int(m[1]) >= WAITER_IDS)
+        return [s for s in self.sent if forbidden(s, io_thread_id(self.nodes[s.node]))]
 
     def statements(self, node: NodeName) -> list[str]:
         return [s.sql for s in self.sent if s.node == node]
@@ -251,7 +236,9 @@ class Fleet:
                     if self.latency_s:
                         await asyncio.sleep(self.latency_s)
                     if self.record:
-                        self.sent.append(Sent(node, sql, fresh=fresh, conn=conn, waiting=n.wait_sessions))
+                        self.sent.append(
+                            Sent(node, sql, fresh=fresh, conn=conn, waiting=n.wait_sessions, read_only=n.read_only)
+                        )
                     rows = await execute(n, sql)
                     if "CHANGE MASTER" in sql.upper() or "RESET SLAVE" in sql.upper():
                         self._replicas_of = None

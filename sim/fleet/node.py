@@ -33,6 +33,7 @@ class Sent:
     fresh: bool
     conn: int
     waiting: int = 0  # commits waiting for an ack on the node when it was sent
+    read_only: bool = True  # the node's read_only when it was sent
 
 
 @dataclass

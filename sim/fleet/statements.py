@@ -32,7 +32,7 @@ from typing import Any
 from idc_ha.errors import NodeError
 from idc_ha.model.gtid import GtidPos
 
-from .node import EVENT_BYTES, FakeNode, Replica
+from .node import EVENT_BYTES, FakeNode, Replica, Sent
 
 # KILL QUERY of anything, and switching master semi-sync off, turn a commit waiting for its ack into
 # an acknowledged one. The only KILL modelled is of a replica's own IO thread (``_kill``).
@@ -252,3 +252,17 @@ def _relaylog_events(n: FakeNode, name: str, start: int, offset: int, limit: int
         )
     rows = [row for row in rows if int(row["Pos"]) >= start][offset:]
     return rows if limit is None else rows[:limit]
+
+
+def forbidden(s: Sent, io_thread: int) -> bool:
+    """A statement that may acknowledge a commit waiting for its ack: KILL QUERY of anything;
+    master semi-sync OFF on a writable node, or while a commit waits (on a read-only node with
+    none waiting it releases nothing: a rejoin); a KILL of anything but the node's own IO thread
+    (``io_thread``) or, by KILL CONNECTION, a session waiting for its ack (a fence escalation:
+    the Fencer's tests check it only hits a node out of the layout)."""
+    if (m := FORBIDDEN.search(s.sql)) is not None:
+        return m[0].upper().lstrip().startswith("KILL") or s.waiting > 0 or not s.read_only
+    k = KILL.fullmatch(" ".join(s.sql.split()))
+    if k is None or int(k[1]) == io_thread:
+        return False
+    return not (s.sql.upper().startswith("KILL CONNECTION ") and int(k[1]) >= WAITER_IDS)

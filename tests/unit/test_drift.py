@@ -169,3 +169,22 @@ def test_drift_never_opens_and_never_touches_the_primary(
             assert s.node != REC.primary and nodes[s.node].writable
         else:
             assert s.node in REC.ackers and s.source == REC.primary and nodes[REC.primary].reachable
+
+
+def test_a_replica_of_the_layout_stopped_on_an_error_is_alerted() -> None:
+    """A rejoined node whose source lacks its position (purged binlogs: 1236) is in the layout but
+    replicates nothing: a critical drift alert says to rebuild it (found by review: drift was silent)."""
+    from idc_ha.model.ids import NodeName, ShardName
+
+    from .builders import after_failover, changed, home_nodes, replica_obs, snapshot, with_replica
+
+    s, m, sx = ShardName("shard1"), NodeName("shard1-m"), NodeName("shard1-sx")
+    rec = after_failover(TOPO, s, fence_pending=(), out=(NodeName("shard1-ms"),))
+    rec = rec.model_copy(update={"upstreams": {**rec.upstreams, m: sx}})
+    nodes = changed(home_nodes(), sx, read_only=False, replica=None)
+    nodes = changed(nodes, m, read_only=True, semisync_master=None, replica=replica_obs(TOPO, m, source=sx).replica)
+    nodes = with_replica(nodes, m, io_running="No", last_io_errno=1236, last_io_error="Could not find GTID state")
+    alerts, steps = drift(rec, snapshot(nodes), TOPO)
+    [a] = [a for a in alerts if a.node == m]
+    assert "cannot replicate from shard1-sx: IO 1236" in a.reason and "rebuild shard1-m" in a.hint
+    assert not [x for x in steps if x.node == m]  # alerted, never restarted

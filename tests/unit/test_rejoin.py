@@ -40,7 +40,7 @@ def test_a_node_past_its_point_is_marked_for_a_rebuild_with_the_gtids() -> None:
     [a] = alerts
     assert a.kind is AlertKind.NEEDS_REBUILD and a.node == M
     assert "0-4406-102 (point 0-4406-100: 2 transaction(s) past it, never acknowledged)" in a.reason
-    assert "idc-ha rebuild shard1-m" in a.hint
+    assert "re-seeded from shard1-sx" in a.hint
     assert [s.node for s in steps] == [MS]
     # Once marked, it is left alone (no second alert, no rejoin).
     again = rejoin(rec, snapshot(seen(shard1_m="0-4406-102", shard1_ms="0-4406-100")))  # type: ignore[arg-type]
