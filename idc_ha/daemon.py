@@ -26,7 +26,6 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from idc_ha.act.admin import MysqlAdmin
-from idc_ha.act.commands import SubprocessRunner
 from idc_ha.act.executor import Executor
 from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
@@ -110,7 +109,7 @@ class Daemon:
             self.alerts,
             topology=self.t,
             policy=policy.fencing,
-            runner=runner or SubprocessRunner(),
+            runner=runner,
             adopted=lambda: self.memory.adopted,
         )
         self.view: TickView | None = None
@@ -344,10 +343,6 @@ class Daemon:
             self.routing.publish(rec, reason=rec.reason)
             self.published[rec.shard] = key
 
-    # -- periodic jobs
-    async def _fence_job(self) -> None:
-        await self.fencer.sweep()
-
     async def _republish_routing(self) -> None:
         for rec in self.book.all().values():
             if rec.op is None:
@@ -371,9 +366,9 @@ class Daemon:
             self._supervise("mqtt", self.mqtt.run)
         await self._republish_routing()
         sched = AsyncIOScheduler(event_loop=loop)
-        x = self.policy.execution
+        every = self.policy.execution.fence_redial_s
         sched.add_job(
-            self._fence_job, "interval", seconds=x.fence_redial_s, max_instances=1, coalesce=True, id="fence-on-return"
+            self.fencer.sweep, "interval", seconds=every, max_instances=1, coalesce=True, id="fence-on-return"
         )
         sched.add_job(
             self._republish_routing, "interval", seconds=30, max_instances=1, coalesce=True, id="republish-routing"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection
 
 import structlog
 
-from idc_ha.act.commands import CommandResult
+from idc_ha.act.commands import CommandResult, SubprocessRunner
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
 from idc_ha.decide.fence import Way, out_of_layout, way_through
@@ -77,11 +77,11 @@ class Fencer:
         *,
         topology: Topology,
         policy: Fencing,
-        runner: CommandRunner,
+        runner: CommandRunner | None = None,
         adopted: Callable[[], Collection[ShardName]] | None = None,
     ) -> None:
         self.admin, self.book, self.store, self.alerts = admin, book, store, alerts
-        self.t, self.policy, self.runner = topology, policy, runner
+        self.t, self.policy, self.runner = topology, policy, runner or SubprocessRunner()
         self._adopted = adopted
         self._inflight: dict[NodeName, asyncio.Task[None]] = {}
         self._command_at: dict[NodeName, float] = {}  # when each node's fence command last ran

@@ -68,6 +68,12 @@ def _stranded_insert(lab: Lab, node: str, row: int, table: str = "t4.a") -> subp
     )
 
 
+def _wait_shard1_in_idc2(daemon: Daemon) -> None:
+    daemon.wait_records(
+        lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None, timeout=30, what="shard1 in IDC2"
+    )
+
+
 def _late_write_acked(lab: Lab, node: str, row: int) -> bool:
     """Whether a new write on ``node`` is acknowledged within 10 s (it must not be)."""
     result: dict[str, object] = {}
@@ -98,11 +104,7 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
         isolate_idc(lab.workdir, "IDC1")
         stranded = _stranded_insert(lab, "shard1-m", 7)
         try:
-            daemon.wait_records(
-                lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
-                timeout=30,
-                what="shard1 in IDC2",
-            )
+            _wait_shard1_in_idc2(daemon)
             assert stranded.poll() is None, "the stranded commit must be waiting, not acknowledged"
             heal_idc(lab.workdir, "IDC1")
             healed = time.monotonic()
@@ -148,11 +150,7 @@ def test_with_kills_allowed_and_no_fence_command_the_waiters_are_killed_and_the_
         isolate_idc(lab.workdir, "IDC1")
         stranded = _stranded_insert(lab, "shard1-m", 9)
         try:
-            daemon.wait_records(
-                lambda r: r["shard1"].primary == "shard1-sx" and r["shard1"].op is None,
-                timeout=30,
-                what="shard1 in IDC2",
-            )
+            _wait_shard1_in_idc2(daemon)
             heal_idc(lab.workdir, "IDC1")
             wait_until(lambda: writable(lab, "shard1-m") is False, 20, "shard1-m read-only after the kill")
             out, err = stranded.communicate(timeout=30)
