@@ -224,8 +224,10 @@ class Workload:
             w.cancel()
 
     async def start(self) -> None:
-        await self.prepare()
+        # Routing first: after a failover the retained messages name primaries away from home, and
+        # prepare() retries until the route it follows is writable.
         self._tasks.append(asyncio.create_task(self._follow_routing(), name="wl-routing"))
+        await self.prepare()
         for s in self.ledgers:
             # Several writers per shard keep commits in flight at every instant, so a fault
             # always lands inside some commit's wait for its ack.

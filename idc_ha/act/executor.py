@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import structlog
 
-from idc_ha.act import rejoin, relaylog, wake
+from idc_ha.act import rearm, rejoin, relaylog, wake
 from idc_ha.act.admin import change_master_sql
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.clock import boottime
@@ -37,13 +37,16 @@ from idc_ha.decide.plan import (
     CatchUp,
     CommitLayout,
     Detach,
+    Disarm,
     EnableMasterSemisync,
     Fence,
     OpenWrites,
     PublishRouting,
+    Rearm,
     RecordPromotionPoint,
     Rejoin,
     Repoint,
+    Rewire,
     ShardPlan,
     StartReplica,
     StopReceiving,
@@ -165,9 +168,18 @@ class Executor:
         if isinstance(step, WakeAckReceiver):
             return await wake.wake_ack_receiver(self.admin, step.node, step.acker, hold_s=wake.HOLD_S)
         if isinstance(step, Rejoin):
-            return await rejoin.rejoin(
-                self.admin, self.book, self.t.node_by_name[step.node].shard, step, wall=self.wall
-            )
+            shard = self.t.node_by_name[step.node].shard
+            return await rejoin.rejoin(self.admin, self.book, shard, step, wall=self.wall)
+        if isinstance(step, Rearm):
+            shard = self.t.node_by_name[step.node].shard
+            t = self.x.semisync_verify_timeout_s
+            cm, arm = self._change_master, self._arm_acker
+            return await rearm.rearm(self.admin, self.book, shard, step, arm=arm, change_master=cm, timeout_s=t)
+        if isinstance(step, Rewire):
+            t = self.x.semisync_verify_timeout_s
+            return await rearm.rewire(self.admin, step.node, step.source, self._change_master(step.source), timeout_s=t)
+        if isinstance(step, Disarm):
+            return await rearm.disarm(self.admin, step.node)
         if isinstance(step, ArmAcker):
             o = await self.admin.observe(step.node)
             if o.replica is not None and not o.replica.sql_ok:

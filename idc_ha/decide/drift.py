@@ -9,7 +9,10 @@ drift and the few corrective steps that are always safe:
 * re-arming the recorded acker's semi-sync while its primary is up (its relay log can be fetched
   again);
 * starting a replica of the layout that a restart left stopped (``skip-slave-start``): relay log
-  first, then both threads on its recorded source.
+  first, then both threads on its recorded source;
+* switching acking off on a replica that is not a recorded acker (``Disarm``), while the recorded
+  acker is seen acking: so no commit is held, and none can be acknowledged by a node the RPO=0
+  proof does not read.
 
 A replica of the layout whose replication stopped on an error is alerted (critical), never
 restarted: 1236 (its source lacks the binlogs it needs) calls for a rebuild.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from idc_ha.decide.plan import AnyStep, ArmAcker, Fence, StartReplica
+from idc_ha.decide.plan import AnyStep, ArmAcker, Disarm, Fence, StartReplica
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, Snapshot
@@ -93,7 +96,8 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False
         r = o.replica
         s = o.semisync_slave
         acker = name in rec.ackers
-        slave_on = s is not None and s.enabled
+        # An acker must have the setting on; any other must not ack now nor after a reconnect.
+        slave_on = s is not None and (s.enabled if acker else (s.enabled or s.status))
         # A thread stopped on an error (not one reconnecting to a source that is away).
         stopped_on_error = r is not None and (
             (r.io_stopped and r.last_io_errno) or (r.sql_running == "No" and r.last_sql_errno)
@@ -114,8 +118,26 @@ def drift(rec: ShardRecord, snap: Snapshot, t: Topology, *, paused: bool = False
             )
         if r is not None and r.source == up and not r.never_started and slave_on == acker:
             continue  # the common case: wired as the layout says, the semi-sync role right
-        _replica_drift(rec, name, up, o, t, paused=paused, primary_up=primary_up, alert=alert, steps=steps)
+        _replica_drift(rec, name, up, o, t, nodes, paused=paused, primary_up=primary_up, alert=alert, steps=steps)
     return alerts, steps
+
+
+def _acking(rec: ShardRecord, nodes: dict[NodeName, NodeObservation]) -> bool:
+    """Whether a recorded acker is seen acking the primary: its slave semi-sync status on, its IO
+    thread connected to the primary."""
+    for a in rec.ackers:
+        o = nodes.get(a)
+        if (
+            o is not None
+            and o.reachable
+            and o.replica is not None
+            and o.replica.io_connected
+            and o.source == rec.primary
+            and o.semisync_slave is not None
+            and o.semisync_slave.status
+        ):
+            return True
+    return False
 
 
 def _replica_drift(
@@ -124,6 +146,7 @@ def _replica_drift(
     up: NodeName,
     o: NodeObservation,
     t: Topology,
+    nodes: dict[NodeName, NodeObservation],
     *,
     paused: bool,
     primary_up: bool,
@@ -134,6 +157,14 @@ def _replica_drift(
     semi-sync role."""
     host, port = t.address_of(up)
     wired = o.replica is not None and o.source == up
+    if not wired and o.source == rec.primary and up in rec.ackers:
+        alert(
+            name,
+            f"{name} replicates from the primary {rec.primary}, the layout says {up} ({host}:{port}): rewiring it",
+            f"nothing to do: it moves behind {up} once {up} holds all it applied",
+            Severity.INFO,
+        )  # decide/rearm.py rewires it behind the acker
+        return
     if not wired:
         src = f"{o.replica.source_host}:{o.replica.source_port}" if o.replica else "nothing"
         alert(
@@ -168,9 +199,11 @@ def _replica_drift(
             )
             if primary_up and up == rec.primary and not paused:
                 steps.append(ArmAcker(node=name, source=up, reason="the recorded acker must ack"))
-    elif s is not None and s.enabled:
+    elif s is not None and (s.enabled or s.status):
         alert(
             name,
             f"{name} has semi-sync slave on but is not an acker: it could ack commits the acker never got",
             "SET GLOBAL rpl_semi_sync_slave_enabled=OFF and remove it from its config file",
         )
+        if primary_up and not paused and _acking(rec, nodes):
+            steps.append(Disarm(node=name, reason=f"only the recorded ackers ({', '.join(rec.ackers)}) may ack"))

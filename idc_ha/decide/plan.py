@@ -153,6 +153,37 @@ class Rejoin(Step):
     point: GtidPos
 
 
+class Rearm(Step):
+    """IDC-safe again (``decide/rearm.py``): ``node``, a caught-up replica of ``source`` (the
+    primary) in another IDC of its city, becomes the only acker in place of ``old`` (ackers in the
+    primary's own IDC); ``follow`` (the other replicas of the primary outside its IDC) are
+    recorded behind ``node``. The record (epoch+1, sync UNKNOWN: the sync state machine proves
+    IDC_SAFE) is written before anything changes. A reconcile step."""
+
+    kind: Literal["rearm"] = "rearm"
+    node: NodeName
+    source: NodeName
+    old: tuple[NodeName, ...]
+    follow: tuple[NodeName, ...] = ()
+
+
+class Rewire(Step):
+    """A replica the record puts behind ``source`` (the acker) still replicates from the primary:
+    it stops, waits until ``source`` holds all it applied, and replicates from ``source``."""
+
+    kind: Literal["rewire"] = "rewire"
+    node: NodeName
+    source: NodeName
+
+
+class Disarm(Step):
+    """A replica that is not a recorded acker has semi-sync slave on: switched off (its IO thread
+    reconnects as an async replica). Only while the recorded acker acks, so no commit is held."""
+
+    kind: Literal["disarm"] = "disarm"
+    node: NodeName
+
+
 AnyStep = (
     Fence
     | StopReceiving
@@ -170,6 +201,9 @@ AnyStep = (
     | StartReplica
     | WakeAckReceiver
     | Rejoin
+    | Rearm
+    | Rewire
+    | Disarm
 )
 
 

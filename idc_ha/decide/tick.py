@@ -11,7 +11,8 @@ Pure: no I/O, no clock. In order:
 5. the safety invariants, plan by plan (``invariants``): a violating plan is dropped with a
    critical alert, the other shards go on; then the whole decision is checked again;
 6. drift (``drift``) for adopted shards with no operation: alerts, fences, and the few
-   corrective steps that are always safe; and commits stuck waiting for an ack (``stuck``).
+   corrective steps that are always safe; returning nodes (``rejoin``); the acker moved back
+   across IDCs (``rearm``); and commits stuck waiting for an ack (``stuck``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from idc_ha.decide.drift import drift
 from idc_ha.decide.invariants import check, check_plan
 from idc_ha.decide.memory import Memory
 from idc_ha.decide.plan import AnyStep, Decision, ShardPlan
+from idc_ha.decide.rearm import rearm
 from idc_ha.decide.rejoin import rejoin
 from idc_ha.decide.rules import ShardView, run_rules
 from idc_ha.decide.stuck import stuck_commits
@@ -182,6 +184,7 @@ def decide(
         steps += back_steps
         if back_rec is not None:
             changed[s] = back_rec
+        steps += rearm(back_rec or now_rec, snap, topology, policy, paused=control.is_paused(s))
         wait = tracks.waiting.get(now_rec.primary)
         if (stuck := stuck_commits(now_rec, snap, wait[0] if wait else None, policy)) is not None:
             alerts.append(stuck)

@@ -70,6 +70,11 @@ class Rules(Section):
     # wake the ack receiver with a semi-sync client that never acks.
     wake_ack_receiver: bool = True
     wake_after_s: float = Field(2.0, ge=1, le=600)
+    # IDC-safe again (decide/rearm.py): once a replica in another IDC of the main city is back in
+    # the layout and at most rearm_max_lag_s behind, it becomes the acker in place of the one in
+    # the primary's own IDC.
+    rearm_acker: bool = True
+    rearm_max_lag_s: float = Field(5.0, ge=0, le=3600)
 
 
 class Execution(Section):

@@ -78,6 +78,9 @@ def build(n: FakeNode, clients_n: int, source: NodeName | None, stuck_dump: int 
             last_sql_error=r.last_sql_error,
             relay_log_file=r.relay_name,
             relay_log_pos=r.relay_pos,
+            # NULL unless both threads run, as MariaDB reports it; the fleet keeps no event
+            # timestamps, so anything left to apply counts as one second behind.
+            seconds_behind=(0 if not r.relay else 1) if r.io == "Yes" and r.sql == "Yes" else None,
         )
     never = n.master_timeout >= SEMISYNC_TIMEOUT_NEVER // 2
     return NodeObservation(

@@ -254,10 +254,13 @@ async def test_idc1_returning_rejoins_as_replicas_of_the_new_primaries(running: 
         rec = d.book.get(ShardName(s))
         assert rec is not None
         for n in (f"{s}-m", f"{s}-ms"):
-            assert rec.upstreams[NodeName(n)] == f"{s}-sx" and n not in rec.left_at
+            # Rejoined behind the new primary; the home primary may already be the acker, with
+            # the local candidate moving behind it (test_idc1_back_makes_every_shard_idc_safe_again...).
+            up = rec.upstreams[NodeName(n)]
+            assert up in (f"{s}-sx", f"{s}-m") and n not in rec.left_at
             o = f.observation(n)
-            assert o.read_only and o.replica is not None and o.replica.source == f"{s}-sx"
-            assert o.semisync_slave is not None and not o.semisync_slave.enabled
+            assert o.read_only and o.replica is not None and o.replica.source in (f"{s}-sx", up)
+            assert o.semisync_slave is not None and o.semisync_slave.enabled == (n in rec.ackers)
             assert o.semisync_master is None or not o.semisync_master.enabled
     f.write("shard1-sx", 3)
     await running.until(
@@ -265,6 +268,51 @@ async def test_idc1_returning_rejoins_as_replicas_of_the_new_primaries(running: 
         lambda: f.nodes["shard1-m"].current_pos == f.nodes["shard1-sx"].binlog_pos,
     )
     assert [e for e in d.store.journal() if e["event"] == "reconcile" and e["step"] == "rejoin"]
+
+
+async def test_idc1_back_makes_every_shard_idc_safe_again_and_a_second_disaster_moves_it_home(
+    running: Running,
+) -> None:
+    """After the rejoin, each shard's home primary becomes its acker (IDC1 is the standby IDC), the
+    cascade in IDC2 stops acking, the local candidate and the remote follow the new acker, and the
+    shard is proven IDC_SAFE at a new epoch. Then IDC2 dies: every shard moves back to IDC1 (the
+    home primary writes, the local candidate acks) with every acknowledged commit."""
+    await _idc1_fails_over(running)
+    d, f = running.daemon, running.fleet
+    for n in in_idc(TOPO, "IDC1"):
+        f.nodes[n].dead = False
+    await running.until(
+        "every shard IDC_SAFE with its home primary acking",
+        lambda: _all(d, lambda rec: rec.sync == SyncState.IDC_SAFE and rec.ackers == (f"{rec.shard}-m",)),
+    )
+    for s in SHARDS:
+        rec = d.book.get(ShardName(s))
+        assert rec is not None and rec.epoch == 3 and rec.primary == f"{s}-sx"
+        assert rec.upstreams == {f"{s}-m": f"{s}-sx", f"{s}-cas": f"{s}-sx", f"{s}-ms": f"{s}-m", f"{s}-rem": f"{s}-m"}
+        await running.until(f"{s}'s followers rewired", lambda s=s: f.observation(f"{s}-rem").source == f"{s}-m")
+        assert f.observation(f"{s}-ms").source == f"{s}-m"
+        cas = f.observation(f"{s}-cas").semisync_slave
+        assert cas is not None and not cas.enabled and not cas.status
+        m = f.observation(f"{s}-sx").semisync_master
+        assert m is not None and m.clients == 1
+    acked = {s: f.nodes[f"{s}-sx"].yes_tx for s in SHARDS}
+    for s in SHARDS:
+        f.write(f"{s}-sx", 4)
+    await running.until(
+        "the new commits acknowledged", lambda: all(f.nodes[f"{s}-sx"].yes_tx == acked[s] + 4 for s in SHARDS)
+    )
+    held = {s: f.nodes[f"{s}-sx"].binlog_pos for s in SHARDS}
+    await asyncio.sleep(1.5)  # the new acker watched long enough for the proof (min_watch_s 1 s)
+    for n in in_idc(TOPO, "IDC2"):
+        f.nodes[n].dead = True
+    await running.until(
+        "every shard back in IDC1", lambda: _all(d, lambda rec: rec.primary == f"{rec.shard}-m" and rec.op is None)
+    )
+    for s in SHARDS:
+        rec = d.book.get(ShardName(s))
+        assert rec is not None and rec.sync == SyncState.NODE_SAFE and rec.ackers == (f"{s}-ms",) and rec.epoch == 4
+        assert f.nodes[f"{s}-m"].binlog_pos.contains(held[s]), "an acknowledged commit was lost"
+        assert not f.observation(f"{s}-m").read_only
 
 
 async def test_a_node_returning_with_a_never_acknowledged_tail_is_marked_for_a_rebuild(running: Running) -> None:
@@ -285,9 +333,10 @@ async def test_a_node_returning_with_a_never_acknowledged_tail_is_marked_for_a_r
         f.nodes[n].dead = False
     f.nodes["shard1-m"].wait_sessions = 0  # e.g. their clients gave up and the server was restarted
     await running.until(
-        "shard1-m and shard1-ms marked for a rebuild",
+        "shard1-m and shard1-ms marked for a rebuild, and alerted (after the record is written)",
         lambda: (
             set((d.book.get(ShardName("shard1")) or d.book.all()["shard1"]).needs_rebuild) == {"shard1-m", "shard1-ms"}
+            and any(a.kind == "needs_rebuild" and a.node == "shard1-m" for a in running.alerts.alerts)
         ),
     )
     rec = d.book.get(ShardName("shard1"))

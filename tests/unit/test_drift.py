@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from idc_ha.decide.drift import drift
-from idc_ha.decide.plan import AnyStep, ArmAcker, Fence
+from idc_ha.decide.plan import AnyStep, ArmAcker, Disarm, Fence
 from idc_ha.model.alert import AlertKind, Severity
 from idc_ha.model.ids import NodeName
 from idc_ha.model.observation import NodeObservation, SemiSyncSlave
@@ -73,7 +73,7 @@ CASES: dict[str, Case] = {
     ),
     "replica-from-wrong-source": Case(
         with_replica(H, "shard1-rem", source_host="10.0.1.12", source_port=4406, source="shard1-m"),
-        (("shard1-rem", W, "replicates from 10.0.1.12:4406, the layout says shard1-sx"),),
+        (("shard1-rem", Severity.INFO, "replicates from the primary shard1-m, the layout says shard1-sx"),),
     ),
     "replica-not-replicating": Case(
         changed(H, "shard1-cas", replica=None), (("shard1-cas", W, "shard1-cas replicates from nothing"),)
@@ -91,9 +91,20 @@ CASES: dict[str, Case] = {
     "acker-off-with-primary-down-only-alerts": Case(
         semisync(lost(TOPO, H, ["shard1-m"]), "shard1-sx", False), (("shard1-sx", W, "semi-sync slave off"),)
     ),
-    "non-acker-semisync-on": Case(
+    "non-acker-semisync-on-is-disarmed": Case(
         semisync(H, "shard1-ms", True),
         (("shard1-ms", W, "shard1-ms has semi-sync slave on but is not an acker"),),
+        (Disarm(node="shard1-ms", reason="only the recorded ackers (shard1-sx) may ack"),),
+    ),
+    "non-acker-acking-with-setting-off-is-disarmed": Case(
+        changed(H, "shard1-ms", semisync_slave=SemiSyncSlave(enabled=False, status=True)),
+        (("shard1-ms", W, "shard1-ms has semi-sync slave on but is not an acker"),),
+        (Disarm(node="shard1-ms", reason="only the recorded ackers (shard1-sx) may ack"),),
+    ),
+    "non-acker-kept-while-the-acker-does-not-ack": Case(
+        semisync(semisync(H, "shard1-sx", False), "shard1-ms", True),
+        (("shard1-ms", W, "shard1-ms has semi-sync slave on"), ("shard1-sx", W, "semi-sync slave off")),
+        (arm("shard1-sx", "shard1-m"),),
     ),
     "after-failover-as-recorded": Case(AFTER, rec=after_failover()),
     "fence-pending-old-primary-is-left-to-the-fencer": Case(
@@ -152,8 +163,9 @@ def test_drift_only_looks_at_its_shard() -> None:
 def test_drift_never_opens_and_never_touches_the_primary(
     knobs: dict[str, tuple[bool, bool, bool, bool]],
 ) -> None:
-    """Whatever the nodes look like, drift only fences non-primaries and arms the recorded acker from
-    the primary; it never fences the primary."""
+    """Whatever the nodes look like, drift only fences non-primaries, arms the recorded acker from
+    the primary, and disarms a non-acker only while the recorded acker acks; it never fences the
+    primary."""
     nodes = dict(H)
     for name, (reachable, read_only, semi, io) in knobs.items():
         nodes = changed(nodes, name, read_only=read_only)
@@ -164,9 +176,14 @@ def test_drift_never_opens_and_never_touches_the_primary(
             nodes = lost(TOPO, nodes, [name], witnessed=False)
     _, steps = drift(REC, snapshot(nodes), TOPO)
     for s in steps:
-        assert isinstance(s, Fence | ArmAcker)
+        assert isinstance(s, Fence | ArmAcker | Disarm)
         if isinstance(s, Fence):
             assert s.node != REC.primary and nodes[s.node].writable
+        elif isinstance(s, Disarm):
+            acker = nodes[REC.ackers[0]]
+            assert s.node not in REC.ackers and s.node != REC.primary
+            assert acker.reachable and acker.semisync_slave is not None and acker.semisync_slave.status
+            assert acker.replica is not None and acker.replica.io_connected
         else:
             assert s.node in REC.ackers and s.source == REC.primary and nodes[REC.primary].reachable
 
