@@ -11,7 +11,8 @@ Tasks (all named, all supervised: a crash is logged and the task restarted after
 * ``mqtt``: the broker connection for routing and alerts.
 * ``op:<shard>``: one per operation in flight; probing never waits for a failover.
 * APScheduler 3 jobs (``max_instances=1``, coalesced): fence-on-return re-dialling every
-  ``execution.fence_redial_s``, routing re-publication every 30 s.
+  ``execution.fence_redial_s``, routing re-publication every 30 s, the meta shard's routing
+  table (``act/routing_table.py``) written every 0.5 s while a row is pending.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from idc_ha.act.admin import MysqlAdmin
 from idc_ha.act.executor import Executor
 from idc_ha.act.fence import Fencer
 from idc_ha.act.routing import RoutingPublisher
+from idc_ha.act.routing_table import RoutingTable
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import FileStore
 from idc_ha.decide.contact import ACKER_GAP_S
@@ -88,6 +90,7 @@ class Daemon:
         self.mqtt = mqtt
         self.alerts = alerts
         self.routing = routing
+        self.table = routing.table = RoutingTable(admin, self.book, self.t, self.store)
         self.executor = Executor(
             admin=self.admin,
             book=self.book,
@@ -322,13 +325,8 @@ class Daemon:
                 self.op_failures.pop(plan.shard, None)
             except IdcHaError as e:
                 self.op_failures[plan.shard] = (failures + 1, self.clock.monotonic())
-                log.warning(
-                    "operation paused; resumes on a later tick",
-                    shard=plan.shard,
-                    op=plan.op_id,
-                    error=str(e),
-                    hint=e.hint,
-                )
+                what = {"shard": plan.shard, "op": plan.op_id, "error": str(e), "hint": e.hint}
+                log.warning("operation paused; resumes on a later tick", **what)
             except Exception:
                 self.op_failures[plan.shard] = (failures + 1, self.clock.monotonic())
                 log.exception("operation crashed; resumes on a later tick", shard=plan.shard, op=plan.op_id)
@@ -354,14 +352,8 @@ class Daemon:
         for s in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(s, self.stop)
         self.store.append("daemon_start", pid=os.getpid(), cluster=self.cfg.cluster)
-        log.info(
-            "idc-ha daemon starting",
-            cluster=self.cfg.cluster,
-            nodes=len(self.t.nodes),
-            shards=len(self.t.shards),
-            state_dir=str(self.cfg.state_dir),
-            pid=os.getpid(),
-        )
+        size = {"nodes": len(self.t.nodes), "shards": len(self.t.shards)}
+        log.info("idc-ha daemon starting", cluster=self.cfg.cluster, **size, pid=os.getpid())
         if self.mqtt is not None:
             self._supervise("mqtt", self.mqtt.run)
         await self._republish_routing()
@@ -373,6 +365,7 @@ class Daemon:
         sched.add_job(
             self._republish_routing, "interval", seconds=30, max_instances=1, coalesce=True, id="republish-routing"
         )
+        sched.add_job(self.table.flush, "interval", seconds=0.5, max_instances=1, coalesce=True, id="routing-table")
         sched.start()
         self._supervise("tick", self._tick_loop)
         sd_notify("READY=1")

@@ -5,7 +5,9 @@ In order, each idempotent, so a crash anywhere leaves something the next round f
 1. The node is read-only and no commit waits for an ack there (else the fence goes first).
 2. Its replication stops (a replica of the old primary may still be applying what it sent), and
    its position is checked against the point again: nothing is changed on a node that holds
-   anything past it (the next round marks it for a rebuild).
+   anything past it (the next round marks it for a rebuild), unless it was judged to have
+   replicated past it through a node of the layout (``Rejoin.via``) and the primary holds all it
+   holds.
 3. Master semi-sync off (nothing waits: checked in 1, and a read-only node takes no new commit;
    a replica with it on hangs its applier on the first replicated event), acking off,
    ``gtid_slave_pos`` set to everything it holds, and CHANGE MASTER to the primary (which drops
@@ -26,6 +28,7 @@ from idc_ha.coord.book import RecordBook
 from idc_ha.decide.plan import Rejoin
 from idc_ha.decide.rejoin import applied, errant
 from idc_ha.errors import StepFailed
+from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import ShardName
 from idc_ha.model.state import ShardRecord
 from idc_ha.ports import Admin
@@ -45,7 +48,7 @@ async def rejoin(
         await admin.run(node, "STOP SLAVE")
         o = await admin.observe(node)
     pos = applied(o)
-    if why := errant(pos, point):
+    if (why := errant(pos, point)) and not await _within_primary(admin, step, pos):
         raise StepFailed(f"{node} holds {'; '.join(why)}: not rejoined, it needs a rebuild", node=node)
     _unchanged(book, shard, step)
     stmts = []
@@ -74,6 +77,14 @@ async def rejoin(
     )
     await admin.run(node, "START SLAVE")
     return f"{node} replicates from {source} from {pos} (its point {point})"
+
+
+async def _within_primary(admin: Admin, step: Rejoin, pos: GtidPos) -> bool:
+    """Past its point through a node of the layout (``step.via``): it may rejoin only if the
+    primary holds all it holds, seen now that its replication is stopped."""
+    if step.via is None:
+        return False
+    return (await admin.observe(step.source)).gtid_binlog_pos.contains(pos)
 
 
 def _unchanged(book: RecordBook, shard: ShardName, step: Rejoin) -> ShardRecord:

@@ -151,6 +151,9 @@ class Rejoin(Step):
     node: NodeName
     source: NodeName
     point: GtidPos
+    # Past the point only by what it replicated from this node of the layout (decide/rejoin.py,
+    # ``through_layout``): then it must hold nothing the primary lacks instead.
+    via: NodeName | None = None
 
 
 class Rearm(Step):

@@ -12,6 +12,14 @@ acknowledged is within it. When such a node answers again and has been fenced (r
   in the new primary's history. It is marked ``needs_rebuild`` (durably) with an alert listing
   them; re-seeding it from the current primary (``idc-ha rebuild NODE``) is not built yet.
 
+A node past its point only because it replicated the new history through a node of the layout
+(a local candidate restarted replicating from the old primary, which rejoined first: it then
+passes the new primary's commits on) is not errant: ``through_layout``. MariaDB refuses to serve a
+replica whose last GTID is missing from its source's binlog while the source holds a later one in
+that domain (error 1236), so a replica whose IO thread runs without error from a node of the
+layout holds a prefix of that node's history, which is the layout's; and the primary must hold
+everything it holds. Such a node rejoins with ``Rejoin.via`` naming that source.
+
 A node out of the layout that is writable again goes back to the Fencer first. A node with no
 recorded point (out since before points were kept) cannot be judged: it is marked for a rebuild.
 Nothing is done while the shard's primary is not seen writable (a failover may be coming) or
@@ -52,6 +60,20 @@ def errant(pos: GtidPos, point: GtidPos) -> list[str]:
     return out
 
 
+def through_layout(rec: ShardRecord, o: NodeObservation, primary: NodeObservation) -> NodeName | None:
+    """The node of the layout ``o`` replicates from with both threads healthy, if the primary
+    holds all ``o`` holds (see the module's docstring); else None."""
+    r = o.replica
+    src = o.source
+    if r is None or src is None or not rec.in_layout(src) or src in rec.out:
+        return None
+    if not r.io_connected or r.last_io_errno or r.last_sql_errno:
+        return None
+    if not primary.gtid_binlog_pos.contains(applied(o)):
+        return None
+    return src
+
+
 def rejoin(
     rec: ShardRecord, snap: Snapshot, *, paused: bool = False
 ) -> tuple[list[Alert], list[AnyStep], ShardRecord | None]:
@@ -75,7 +97,8 @@ def rejoin(
             continue
         point = rec.left_at.get(node)
         why = errant(applied(o), point) if point is not None else ["no promotion point is recorded for it"]
-        if why:
+        via = through_layout(rec, o, p) if why and point is not None else None
+        if why and via is None:
             rebuild.append(node)
             alerts.append(
                 Alert(
@@ -91,9 +114,8 @@ def rejoin(
                 )
             )
         elif not paused and point is not None:
-            steps.append(
-                Rejoin(node=node, source=rec.primary, point=point, reason=f"{node} holds nothing past {point}")
-            )
+            what = f"past {point} only what it replicated from {via}" if via else f"nothing past {point}"
+            steps.append(Rejoin(node=node, source=rec.primary, point=point, via=via, reason=f"{node} holds {what}"))
     if not rebuild:
         return alerts, steps, None
     return (

@@ -91,6 +91,7 @@ class FakeNode:
     master_timeout: int = 10_000
     wait_no_slave: bool = True
     slave_enabled: bool = False
+    routing_rows: dict[str, dict[str, object]] = field(default_factory=dict)  # idc_ha.routing, if meta primary
     wait_sessions: int = 0  # commits waiting for a semi-sync ack that never comes (the binlog's last ones)
     killed_waiters: int = 0  # waiting sessions ended by KILL CONNECTION (their commits stay: errant)
     yes_tx: int = 0  # commits acknowledged by a semi-sync replica

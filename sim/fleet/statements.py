@@ -99,12 +99,45 @@ async def execute(n: FakeNode, sql: str) -> list[dict[str, Any]]:
         return [{"ID": i} for i in waiter_ids(n)]
     elif m := KILL.fullmatch(s):
         _kill(n, int(m[1]), s)
+    elif s.startswith(("CREATE DATABASE IF NOT EXISTS idc_ha", "CREATE TABLE IF NOT EXISTS idc_ha.routing ")):
+        pass
+    elif s.startswith("INSERT INTO idc_ha.routing "):
+        _routing_upsert(n, s)
+    elif s == "SELECT shard, epoch, node, host, port, idc FROM idc_ha.routing":
+        return [{"shard": k, **{f: v for f, v in r.items() if f != "updated_at"}} for k, r in n.routing_rows.items()]
     elif m := _STATUS.fullmatch(s):
         status = {"Rpl_semi_sync_master_wait_sessions": n.wait_sessions}
         return [{"Variable_name": m[1], "Value": str(status[m[1]])}] if m[1] in status else []
     else:
         raise UnknownStatement(f"{n.name}: the fake does not model {sql!r}")
     return []
+
+
+_ROUTING_ROW = re.compile(
+    r"SELECT '([^']*)' AS n_shard, (\d+) AS n_epoch, '([^']*)' AS n_node, '([^']*)' AS n_host, (\d+) AS n_port, "
+    r"'([^']*)' AS n_idc, FROM_UNIXTIME\(([\d.]+)\) AS n_updated_at"
+)
+
+
+def _routing_upsert(n: FakeNode, s: str) -> None:
+    """``act/routing_table.upsert_sql``: nothing on a read-only node (its WHERE), else each row
+    inserted, or updated only for an equal or higher epoch. Rows are kept on the node (they do
+    not replicate in the fake)."""
+    if "WHERE @@global.read_only = 0" not in s:
+        raise UnknownStatement(f"{n.name}: a routing write without its read-only guard: {s[:80]!r}")
+    if n.read_only:
+        return
+    for shard, epoch, node, host, port, idc, ts in _ROUTING_ROW.findall(s):
+        old = n.routing_rows.get(shard)
+        if old is None or int(epoch) >= int(old["epoch"]):  # type: ignore[call-overload]
+            n.routing_rows[shard] = {
+                "epoch": int(epoch),
+                "node": node,
+                "host": host,
+                "port": int(port),
+                "idc": idc,
+                "updated_at": float(ts),
+            }
 
 
 async def _set(n: FakeNode, name: str, value: str) -> None:

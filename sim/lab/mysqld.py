@@ -42,6 +42,8 @@ def users_sql(shape: LabShape) -> str:
             f"CREATE USER '{shape.ctl_user}'@'%' IDENTIFIED BY '{q(shape.ctl_password)}';",
             f"GRANT {CTL_GRANTS} ON *.* TO '{shape.ctl_user}'@'%';",
             f"GRANT SELECT ON mysql.* TO '{shape.ctl_user}'@'%';",
+            # The routing table in the meta shard (act/routing_table.py).
+            f"GRANT SELECT, INSERT, UPDATE, CREATE ON idc_ha.* TO '{shape.ctl_user}'@'%';",
             f"CREATE USER '{shape.repl_user}'@'%' IDENTIFIED BY '{q(shape.repl_password)}';",
             f"GRANT REPLICATION SLAVE ON *.* TO '{shape.repl_user}'@'%';",
             "",

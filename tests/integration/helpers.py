@@ -143,3 +143,30 @@ def idc_ha_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=30,
         cwd=ROOT,
     )
+
+
+def retained_routing(lab: Any, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The retained routing message of every shard, as a new subscriber gets them."""
+    shards = [s.name for s in lab.config().topology.shards]
+    with MqttCollector("127.0.0.1", lab.info["mqtt"]["port"], f"idc-ha/{lab.config().cluster}/routing/+") as c:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and {p["shard"] for _, p in c.messages} < set(shards):
+            time.sleep(0.05)
+        return {p["shard"]: p for _, p in c.messages}
+
+
+def assert_routing_table_agrees(lab: Any, meta_primary: str, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+    """Until the meta shard's idc_ha.routing (read on its primary) holds, for every shard, the
+    epoch, node, host, port and idc of the retained routing message; returns the rows."""
+    keys = ("epoch", "node", "host", "port", "idc")
+    deadline = time.monotonic() + timeout
+    while True:
+        mqtt = retained_routing(lab)
+        rows = {r["shard"]: r for r in sql(root_conn(lab, meta_primary), "SELECT * FROM idc_ha.routing")[0]}
+        want = {s: tuple(p[k] for k in keys) for s, p in mqtt.items()}
+        have = {s: tuple(r[k] for k in keys) for s, r in rows.items()}
+        if want and want == have:
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"routing table {have} != retained MQTT {want}")
+        time.sleep(0.2)

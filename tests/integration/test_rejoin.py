@@ -10,7 +10,7 @@ from idc_ha.model.ids import SyncState
 from idc_ha.model.state import ShardRecord
 from sim.chaos import freeze_idc, restore_idc, thaw_idc
 from sim.harness import Daemon, Lab, kill_idc
-from tests.integration.helpers import app_conn, root_conn, sql, writable
+from tests.integration.helpers import app_conn, assert_routing_table_agrees, root_conn, sql, writable
 from tests.integration.test_failover import (
     RTO_PROMISE_S,
     SHARDS,
@@ -106,6 +106,7 @@ def test_a_second_disaster_after_the_rejoin_moves_every_shard_back_to_idc1(lab: 
     acknowledged write lost."""
     kill_idc(lab, "IDC1")
     wait_all_in_idc2(daemon)
+    assert_routing_table_agrees(lab, "meta-sx")
     restore_idc(lab.workdir, "IDC1")
     wait_idc_safe_again(daemon, timeout=60)
     time.sleep(2.0)  # the new ackers watched long enough for the proof (min_watch_s)
@@ -126,6 +127,8 @@ def test_a_second_disaster_after_the_rejoin_moves_every_shard_back_to_idc1(lab: 
     for s in SHARDS:
         assert recs[s].sync == SyncState.NODE_SAFE and recs[s].ackers == (f"{s}-ms",) and recs[s].epoch == 4, recs[s]
         assert writable(lab, f"{s}-m") is True
+    rows = assert_routing_table_agrees(lab, "meta-m")
+    assert {s: (rows[s]["epoch"], rows[s]["node"]) for s in SHARDS} == {s: (4, f"{s}-m") for s in SHARDS}
     print({s: {k: report[s][k] for k in ("acked", "lost", "rto_s", "nodes_written")} for s in SHARDS})
 
 

@@ -89,6 +89,21 @@ async def test_idc1_dead_moves_every_shard_to_idc2(running: Running) -> None:
         assert rec is not None and rec.epoch == 2 and rec.sync == SyncState.NODE_SAFE and f"{s}-m" in rec.fence_pending
         o = running.fleet.observation(f"{s}-sx")
         assert not o.read_only and o.semisync_master is not None and o.semisync_master.clients == 1
+    # The meta shard's routing table, on its new primary only, says what the routing messages say.
+    rows = running.fleet.nodes["meta-sx"].routing_rows
+    await running.until(
+        "every row in the meta shard's table",
+        lambda: {s: rows.get(s, {}).get("epoch") for s in SHARDS} == {s: 2 for s in SHARDS},
+    )
+    for s in SHARDS:
+        host, port = TOPO.address_of(NodeName(f"{s}-sx"))
+        assert {k: rows[s][k] for k in ("node", "host", "port", "idc")} == {
+            "node": f"{s}-sx",
+            "host": host,
+            "port": port,
+            "idc": "IDC2",
+        }
+    assert all(r["epoch"] == 1 for r in running.fleet.nodes["meta-m"].routing_rows.values())
 
 
 async def test_a_paused_daemon_still_fences_a_writable_stray(running: Running) -> None:

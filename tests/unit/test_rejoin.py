@@ -70,3 +70,42 @@ def test_a_node_out_of_the_layout_writable_again_goes_back_to_the_fencer() -> No
     nodes = changed(seen(shard1_m="0-4406-100", shard1_ms="0-4406-100"), M, read_only=False)  # type: ignore[arg-type]
     _, steps, _ = rejoin(FENCED, snapshot(nodes))
     assert isinstance(steps[0], Fence) and steps[0].node == M
+
+
+def _via_m(primary_at: str, *, m_in_layout: bool = True, io: str = "Yes") -> tuple[list, list, object]:
+    """shard1-m rejoined (in the layout, behind shard1-sx); shard1-ms restarted replicating from
+    it and so received the new primary's commits 0-4408-... past its point 0-4406-100."""
+    from idc_ha.model.observation import ReplicaStatus
+
+    rec = FENCED.model_copy(
+        update={
+            "out": (MS,) if m_in_layout else (M, MS),
+            "upstreams": {**FENCED.upstreams, M: SX} if m_in_layout else FENCED.upstreams,
+        }
+    )
+    nodes = seen(shard1_m="0-4408-104", shard1_ms="0-4408-103")
+    host, port = TOPO.address_of(M)
+    rs = ReplicaStatus(source_host=host, source_port=port, source=M, io_running=io, sql_running="Yes")
+    nodes = changed(nodes, MS, replica=rs)  # type: ignore[arg-type]
+    nodes = changed(nodes, SX, gtid_binlog_pos=GtidPos.parse(primary_at))  # type: ignore[arg-type]
+    return rejoin(rec, snapshot(nodes))  # type: ignore[arg-type,return-value]
+
+
+def test_a_node_past_its_point_only_through_a_node_of_the_layout_rejoins() -> None:
+    """Found on the lab: a local candidate restarted replicating from the old primary; the old
+    primary rejoined first and passed the new primary's commits on. Not errant: it rejoins, with
+    ``via`` naming the source, while the primary holds all it holds."""
+    alerts, steps, rec = _via_m("0-4408-105")
+    assert alerts == [] and rec is None
+    assert [(s.node, s.via) for s in steps if isinstance(s, Rejoin)] == [(MS, M)]
+
+
+def test_past_its_point_is_errant_unless_the_primary_holds_it_and_the_source_is_in_the_layout() -> None:
+    for case in (
+        _via_m("0-4408-102"),  # the primary lacks what it holds
+        _via_m("0-4408-105", m_in_layout=False),  # its source is out of the layout
+        _via_m("0-4408-105", io="Connecting"),  # not replicating now: nothing says where it came from
+    ):
+        _, steps, rec = case
+        assert rec is not None and MS in rec.needs_rebuild, case  # type: ignore[attr-defined]
+        assert not [s for s in steps if isinstance(s, Rejoin) and s.node == MS]
