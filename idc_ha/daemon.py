@@ -27,8 +27,10 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from idc_ha.act.admin import MysqlAdmin
+from idc_ha.act.commands import SubprocessRunner
 from idc_ha.act.executor import Executor
 from idc_ha.act.fence import Fencer
+from idc_ha.act.hooks import HookRunner
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.act.routing_table import RoutingTable
 from idc_ha.coord.book import RecordBook
@@ -91,6 +93,8 @@ class Daemon:
         self.alerts = alerts
         self.routing = routing
         self.table = routing.table = RoutingTable(admin, self.book, self.t, self.store)
+        runner = runner or SubprocessRunner()
+        self.hooks = HookRunner(config.hooks, self.t, runner, alerts, self.store)
         self.executor = Executor(
             admin=self.admin,
             book=self.book,
@@ -99,6 +103,7 @@ class Daemon:
             policy=policy,
             routing=self.routing,
             alerts=self.alerts,
+            hooks=self.hooks,
             crash_after=crash_after,
             wall=self.clock.wall,
             monotonic=self.clock.monotonic,
@@ -113,6 +118,7 @@ class Daemon:
             topology=self.t,
             policy=policy.fencing,
             runner=runner,
+            hooks=self.hooks,
             adopted=lambda: self.memory.adopted,
         )
         self.view: TickView | None = None
@@ -373,6 +379,7 @@ class Daemon:
         log.info("idc-ha daemon stopping")
         sched.shutdown(wait=False)
         work = [t for t in self._tasks if t.get_name() != "mqtt"] + list(self.ops.values()) + self.reconciler.running()
+        work += self.hooks.running()
         for t in work:
             t.cancel()
         await asyncio.gather(*work, return_exceptions=True)

@@ -19,7 +19,7 @@ fleet (``sim/fleet``) implements ``Prober`` and ``Admin`` for unit tests and sca
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from idc_ha.act.commands import CommandResult
@@ -70,7 +70,9 @@ class Admin(Protocol):
 
 
 class CommandRunner(Protocol):
-    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult: ...
+    async def run(
+        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None
+    ) -> CommandResult: ...
 
 
 class Clock(Protocol):

@@ -26,6 +26,7 @@ log = structlog.get_logger("idc_ha.reconcile")
 RETRY_S = 1.0  # something that failed is retried after 1, 2, 4 ... s, at most RETRY_MAX_S
 RETRY_MAX_S = 30.0
 CANCELLABLE = frozenset({"wake_ack_receiver"})
+RECORDING = frozenset({"rejoin", "rearm", "rewire"})  # steps that rewrite the shard's record
 
 
 def backoff_s(failures: int) -> float:
@@ -80,7 +81,9 @@ class Reconciler:
         return failures > 0 and now - last < backoff_s(failures)
 
     async def _steps(self, shard: ShardName, steps: Sequence[AnyStep]) -> None:
-        for step in steps:
+        for i, step in enumerate(steps):
+            if i and steps[i - 1].kind in RECORDING:
+                break  # the record changed: what follows was decided on the old one (next tick)
             try:
                 detail = await self.executor.reconcile_step(step)
                 self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)

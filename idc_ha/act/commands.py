@@ -44,7 +44,8 @@ class SubprocessRunner:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = dict(env) if env is not None else None
 
-    async def run(self, argv: Sequence[str], *, timeout: float) -> CommandResult:
+    async def run(self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+        """``env``: the whole environment for this run (default: the runner's, else ours)."""
         t0 = time.monotonic()
         args = tuple(argv)
         # Output to a file, not a pipe: a command may leave a child holding its stdout (a server
@@ -57,7 +58,7 @@ class SubprocessRunner:
                     stdout=out,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,
-                    env=self.env,
+                    env=dict(env) if env is not None else self.env,
                 )
             except OSError as e:
                 return CommandResult(args, None, time.monotonic() - t0, "", f"cannot start {args[0]!r}: {e.strerror}")

@@ -16,7 +16,6 @@ Two rules from the field are enforced here:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from typing import NoReturn
 
 import structlog
 
-from idc_ha.act import rearm, rejoin, relaylog, wake
+from idc_ha.act import rearm, rejoin, relaylog, semisync, wake
 from idc_ha.act.admin import change_master_sql
+from idc_ha.act.hooks import HookRunner
 from idc_ha.act.routing import RoutingPublisher
 from idc_ha.clock import boottime
 from idc_ha.coord.book import RecordBook
@@ -57,6 +57,7 @@ from idc_ha.decide.plan import (
 from idc_ha.decide.syncstate import baseline_of
 from idc_ha.errors import NodeError, NodeUnreachable, StepFailed
 from idc_ha.model.alert import Alert, AlertKind, Severity
+from idc_ha.model.config import HookEvent
 from idc_ha.model.ids import SEMISYNC_TIMEOUT_NEVER, NodeName, ShardName
 from idc_ha.model.policy import Policy
 from idc_ha.model.state import Operation, ShardRecord
@@ -85,13 +86,14 @@ class Executor:
         policy: Policy,
         routing: RoutingPublisher,
         alerts: AlertSink,
+        hooks: HookRunner | None = None,
         crash_after: str | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = boottime,
     ) -> None:
         self.admin, self.book, self.store, self.t = admin, book, store, topology
         self.x = policy.execution
-        self.routing, self.alerts = routing, alerts
+        self.routing, self.alerts, self.hooks = routing, alerts, hooks
         self.crash_after = crash_after
         self.wall = wall
         self.monotonic = monotonic
@@ -134,7 +136,7 @@ class Executor:
                 # Test-only fault point: die exactly here, as a crash would (no cleanup, no flush).
                 bound.warning("test fault point: exiting", step=step.kind)
                 os._exit(75)
-        rec, _ = self._op(plan.shard, plan.op_id)
+        rec, op = self._op(plan.shard, plan.op_id)
         done = rec.model_copy(update={"op": None, "updated_wall": self.wall()})
         total = round((time.perf_counter() - t_op) * 1000, 1)
         # Journal and alert before the record lets go of the operation: a crash in between
@@ -155,38 +157,47 @@ class Executor:
             )
         )
         await self.book.commit(done)
+        if self.hooks is not None:
+            self.hooks.fire(HookEvent.FAILOVER, done, old_primary=op.old_primary, reason=plan.reason)
 
     async def reconcile_step(self, step: AnyStep) -> str:
-        """Run one corrective step from the drift check (ArmAcker, StartReplica; fences go to the
-        Fencer), the ack-receiver watch (WakeAckReceiver) or a returning node (Rejoin)."""
-        if isinstance(step, StartReplica):
-            host, port = self.admin.address(step.source)
-            sql = change_master_sql(host, port, user=self.admin.repl_user, password=self.admin.repl_password)
-            return await relaylog.start_replica(
-                self.admin, step.node, sql, self._stuck, timeout_s=self.x.relay_apply_timeout_s
-            )
-        if isinstance(step, WakeAckReceiver):
-            return await wake.wake_ack_receiver(self.admin, step.node, step.acker, hold_s=wake.HOLD_S)
-        if isinstance(step, Rejoin):
-            shard = self.t.node_by_name[step.node].shard
-            return await rejoin.rejoin(self.admin, self.book, shard, step, wall=self.wall)
-        if isinstance(step, Rearm):
-            shard = self.t.node_by_name[step.node].shard
-            t = self.x.semisync_verify_timeout_s
-            cm, arm = self._change_master, self._arm_acker
-            return await rearm.rearm(self.admin, self.book, shard, step, arm=arm, change_master=cm, timeout_s=t)
-        if isinstance(step, Rewire):
-            t = self.x.semisync_verify_timeout_s
-            return await rearm.rewire(self.admin, step.node, step.source, self._change_master(step.source), timeout_s=t)
-        if isinstance(step, Disarm):
-            return await rearm.disarm(self.admin, step.node)
-        if isinstance(step, ArmAcker):
-            o = await self.admin.observe(step.node)
-            if o.replica is not None and not o.replica.sql_ok:
-                # Re-arming restarts the IO thread; with the SQL thread stopped that discards the
-                # relay log of the recorded acker. Leave it to a human.
-                raise StepFailed(f"{step.node}: SQL thread stopped; not restarting its IO thread", node=step.node)
-            return await self._arm_acker(step.node, step.source)
+        """Run one corrective step from the drift check (ArmAcker, StartReplica, Disarm; fences go
+        to the Fencer), the ack-receiver watch (WakeAckReceiver), a returning node (Rejoin) or the
+        move back to IDC-safe (Rearm, Rewire)."""
+        node: NodeName = getattr(step, "node", NodeName(""))
+        shard, t = self.t.node_by_name[node].shard if node else ShardName(""), self.x
+        match step:
+            case StartReplica():
+                sql = self._change_master(step.source)
+                return await relaylog.start_replica(
+                    self.admin, step.node, sql, self._stuck, timeout_s=t.relay_apply_timeout_s
+                )
+            case WakeAckReceiver():
+                rec = self.book.get(shard)
+                if rec is None or rec.primary != step.node or step.acker not in rec.ackers:
+                    # Decided before the record changed (the acker moved): its client would wake
+                    # commits up to what a node that no longer acks received (found by review).
+                    raise StepFailed(f"{shard}: {step.acker} is no longer the recorded acker of {step.node}")
+                return await wake.wake_ack_receiver(self.admin, step.node, step.acker, hold_s=wake.HOLD_S)
+            case Rejoin():
+                detail = await rejoin.rejoin(self.admin, self.book, shard, step, wall=self.wall)
+                if self.hooks is not None and (rec := self.book.get(shard)) is not None:
+                    self.hooks.fire(HookEvent.REJOIN, rec, old_primary=step.node, reason=detail)
+                return detail
+            case Rearm():
+                to = t.semisync_verify_timeout_s
+                return await rearm.rearm(self.admin, self.book, shard, step, arm=self._arm_acker, timeout_s=to)
+            case Rewire():
+                return await rearm.rewire(self.admin, self.book, shard, step, self._change_master(step.source))
+            case Disarm():
+                return await rearm.disarm(self.admin, step.node)
+            case ArmAcker():
+                o = await self.admin.observe(step.node)
+                if o.replica is not None and not o.replica.sql_ok:
+                    # Re-arming restarts the IO thread; with the SQL thread stopped that discards
+                    # the relay log of the recorded acker. Leave it to a human.
+                    raise StepFailed(f"{step.node}: SQL thread stopped; not restarting its IO thread", node=step.node)
+                return await self._arm_acker(step.node, step.source)
         raise StepFailed(f"{step.kind} is not a reconcile step")
 
     def _change_master(self, source: NodeName) -> str:
@@ -333,42 +344,9 @@ class Executor:
         return f"replicating from {source}"
 
     async def _verify(self, primary: NodeName, ackers: tuple[NodeName, ...]) -> str:
-        deadline = time.monotonic() + self.x.semisync_verify_timeout_s
-        while True:
-            p = await self.admin.observe(primary)
-            m = p.semisync_master
-            problems = []
-            if m is None or not (m.settings_hold and m.status):
-                problems.append(f"semi-sync master not in force on {primary}")
-            elif m.clients < 1:
-                problems.append(f"no semi-sync replica connected to {primary}")
-            for a in ackers:
-                try:
-                    o = await self.admin.observe(a)
-                except NodeError as e:
-                    problems.append(str(e))
-                    continue
-                if (
-                    o.semisync_slave is None
-                    or not o.semisync_slave.status
-                    or o.replica is None
-                    or not o.replica.io_connected
-                ):
-                    problems.append(f"{a} is not connected as a semi-sync replica")
-                elif not o.received().contains(p.gtid_binlog_pos):
-                    # Nothing new is written before writes open, so the acker must hold all the
-                    # new primary holds: NODE_SAFE on evidence, never on settings alone.
-                    problems.append(f"{a} has received {o.received()}, not yet all of {primary} ({p.gtid_binlog_pos})")
-            if not problems:
-                clients = m.clients if m else 0
-                return f"{primary} semi-sync master ON with {clients} client(s); ackers {', '.join(ackers)} ON"
-            if time.monotonic() > deadline:
-                self._stuck(
-                    primary,
-                    f"writes stay closed: {'; '.join(problems)}",
-                    "bring an acker up in the new primary's IDC; writes open once it acks",
-                )
-            await asyncio.sleep(0.02)
+        return await semisync.verify(
+            self.admin, primary, ackers, self._stuck, timeout_s=self.x.semisync_verify_timeout_s
+        )
 
     async def _commit(self, shard: ShardName, op_id: str) -> str:
         rec, op = self._op(shard, op_id)

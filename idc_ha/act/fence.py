@@ -27,12 +27,14 @@ from collections.abc import Callable, Collection
 import structlog
 
 from idc_ha.act.commands import CommandResult, SubprocessRunner
+from idc_ha.act.hooks import HookRunner
 from idc_ha.coord.book import RecordBook
 from idc_ha.coord.store import Store
 from idc_ha.decide.fence import Way, out_of_layout, way_through
 from idc_ha.errors import NodeError, NodeUnreachable
 from idc_ha.model.alert import Alert, AlertKind, Severity
 from idc_ha.model.command import expand
+from idc_ha.model.config import HookEvent
 from idc_ha.model.ids import NodeName, ShardName
 from idc_ha.model.policy import Fencing
 from idc_ha.model.topology import Topology
@@ -78,9 +80,10 @@ class Fencer:
         topology: Topology,
         policy: Fencing,
         runner: CommandRunner | None = None,
+        hooks: HookRunner | None = None,
         adopted: Callable[[], Collection[ShardName]] | None = None,
     ) -> None:
-        self.admin, self.book, self.store, self.alerts = admin, book, store, alerts
+        self.admin, self.book, self.store, self.alerts, self.hooks = admin, book, store, alerts, hooks
         self.t, self.policy, self.runner = topology, policy, runner or SubprocessRunner()
         self._adopted = adopted
         self._inflight: dict[NodeName, asyncio.Task[None]] = {}
@@ -287,6 +290,8 @@ class Fencer:
                 hint="it rejoins as a replica after its GTIDs are checked, or is rebuilt",
             )
         )
+        if self.hooks is not None:
+            self.hooks.fire(HookEvent.FENCE, rec, old_primary=node, reason=f"{node} made read-only on its return")
 
     async def close(self) -> None:
         for t in self._inflight.values():

@@ -157,14 +157,6 @@ def _replica_drift(
     semi-sync role."""
     host, port = t.address_of(up)
     wired = o.replica is not None and o.source == up
-    if not wired and o.source == rec.primary and up in rec.ackers:
-        alert(
-            name,
-            f"{name} replicates from the primary {rec.primary}, the layout says {up} ({host}:{port}): rewiring it",
-            f"nothing to do: it moves behind {up} once {up} holds all it applied",
-            Severity.INFO,
-        )  # decide/rearm.py rewires it behind the acker
-        return
     if not wired:
         src = f"{o.replica.source_host}:{o.replica.source_port}" if o.replica else "nothing"
         alert(

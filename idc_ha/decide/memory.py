@@ -23,9 +23,11 @@ class Memory:
     acks: dict[ShardName, AckWatch] = field(default_factory=dict)  # who could ack since each primary's last answer
     # primary -> (its baseline's boot_wall, booted_at): the boot matched in this process (syncstate.same_boot)
     boots: dict[NodeName, tuple[float, float]] = field(default_factory=dict)
-    # shard -> (epoch, taken_at of the snapshot at which this process saw that epoch begin; None
-    # for the epoch it found at start): the anti-flap window (rules/anti_flap.py)
-    epochs: dict[ShardName, tuple[int, float | None]] = field(default_factory=dict)
+    # shard -> (epoch, taken_at of the snapshot at which this process saw the primary move to the
+    # epoch's primary; None for the primary it found at start, primary): the anti-flap window
+    # (rules/anti_flap.py). A new epoch with the same primary (the acker moved: decide/rearm.py)
+    # keeps the window where it was.
+    epochs: dict[ShardName, tuple[int, float | None, str]] = field(default_factory=dict)
     # op id -> last tick's ShardPlan, reused while unchanged. Typed loosely: plan.Decision holds a
     # Memory, so naming ShardPlan here would be an import circle.
     plans: dict[str, Any] = field(default_factory=dict)

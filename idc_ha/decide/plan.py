@@ -159,20 +159,19 @@ class Rejoin(Step):
 class Rearm(Step):
     """IDC-safe again (``decide/rearm.py``): ``node``, a caught-up replica of ``source`` (the
     primary) in another IDC of its city, becomes the only acker in place of ``old`` (ackers in the
-    primary's own IDC); ``follow`` (the other replicas of the primary outside its IDC) are
-    recorded behind ``node``. The record (epoch+1, sync UNKNOWN: the sync state machine proves
+    primary's own IDC). The record (epoch+1, sync UNKNOWN: the sync state machine proves
     IDC_SAFE) is written before anything changes. A reconcile step."""
 
     kind: Literal["rearm"] = "rearm"
     node: NodeName
     source: NodeName
     old: tuple[NodeName, ...]
-    follow: tuple[NodeName, ...] = ()
 
 
 class Rewire(Step):
-    """A replica the record puts behind ``source`` (the acker) still replicates from the primary:
-    it stops, waits until ``source`` holds all it applied, and replicates from ``source``."""
+    """A replica of the primary moves behind ``source`` (the acker, or the node about to become
+    it): it stops, waits until ``source`` holds all it applied, replicates from ``source``, and
+    the record says so before it starts. A reconcile step."""
 
     kind: Literal["rewire"] = "rewire"
     node: NodeName

@@ -6,12 +6,13 @@ acker may be promoted. Once a node of another IDC of the main city is back in th
 (rejoined, ``decide/rejoin.py``) and caught up, it becomes the acker and that IDC the standby IDC
 (``Rearm``, run by ``act/rearm.py``):
 
-1. the record first: epoch+1, ackers = (that node), sync UNKNOWN, the other replicas of the
-   primary outside its IDC recorded behind the new acker (the roles of the home layout: cascade
-   and remote hang off the acker, so none can be ahead of it);
-2. the new acker acks (semi-sync slave on, IO thread reconnected) and is seen acking;
-3. the old acker stops acking (``Disarm``) and the primary is seen with only the new one;
-4. the followers move behind the new acker (``Rewire``), each once the acker holds all it applied.
+1. first the other replicas of the primary outside its IDC move behind that node (``Rewire``,
+   each once the node holds all it applied, recorded after its CHANGE MASTER): the roles of the
+   home layout, where cascade and remote hang off the acker, so none can be ahead of it, and the
+   one in its IDC is there to ack if it is promoted in turn;
+2. then (``Rearm``) the record: epoch+1, ackers = (that node), sync UNKNOWN; the node acks
+   (semi-sync slave on, IO thread reconnected) and is seen acking;
+3. the old acker stops acking and the primary is seen with only the new one.
 
 The sync state machine then proves IDC_SAFE as it does for any shard (``syncstate``): semi-sync on
 at both ends, no commit without an ack, the acker has received the primary's position. While
@@ -23,8 +24,9 @@ home primary first, then the local candidate, then any other. While a better-ran
 IDC is back but not yet rejoined, the choice waits for it.
 
 Also here, for a layout already IDC-safe: a replica outside the primary's IDC still on the
-primary (rejoined after the move) is recorded behind the acker and rewired; one recorded behind
-the acker that still replicates from the primary (a move cut short) is rewired (``Rewire``).
+primary (one that rejoined after the move) is rewired behind the acker (``Rewire``). Until then a
+second disaster finds no replica of the acker in its IDC to ack, and waits for a human: the
+same as while that node was away.
 
 Pure: a function of the record, the snapshot, the topology and the policy.
 """
@@ -99,25 +101,25 @@ def rearm(rec: ShardRecord, snap: Snapshot, t: Topology, policy: Policy, *, paus
     if coming:
         return []
     idc = t.idc_of(best)
-    follow = tuple(
-        sorted(n for n, up in rec.upstreams.items() if up == rec.primary and n != best and t.idc_of(n) != pidc)
-    )
+    follow = sorted(n for n, up in rec.upstreams.items() if up == rec.primary and n != best and t.idc_of(n) != pidc)
+    reachable = [n for n in follow if (o := snap.nodes.get(n)) is not None and o.reachable]
+    if reachable:
+        return [
+            Rewire(node=n, source=best, reason=f"{best} becomes the acker: {n} replicates from it") for n in reachable
+        ]
     return [
         Rearm(
             node=best,
             source=rec.primary,
             old=rec.ackers,
-            follow=follow,
             reason=f"{best} is back and caught up: {idc} becomes the standby IDC, {best} its acker",
         )
     ]
 
 
 def _settle(rec: ShardRecord, snap: Snapshot, t: Topology) -> list[AnyStep]:
-    """In a layout already IDC-safe: a replica outside the primary's IDC that the record keeps on
-    the primary (one that rejoined after the acker moved) is put behind the acker (``Rearm`` of
-    the same acker, which records it and rewires it); one recorded behind the acker that still
-    replicates from the primary (a move cut short) is rewired (``Rewire``)."""
+    """In a layout already IDC-safe: the replicas outside the primary's IDC that replicate from
+    the primary, other than the acker, are rewired behind the acker while it receives."""
     if len(rec.ackers) != 1:
         return []
     acker = rec.ackers[0]
@@ -126,29 +128,15 @@ def _settle(rec: ShardRecord, snap: Snapshot, t: Topology) -> list[AnyStep]:
         return []
     pidc = t.idc_of(rec.primary)
     busy = set(rec.fence_pending) | set(rec.needs_rebuild)
-    late = tuple(
-        sorted(
-            n
-            for n, up in rec.upstreams.items()
-            if up == rec.primary and n != acker and n not in busy and t.idc_of(n) != pidc
+    return [
+        Rewire(
+            node=n, source=acker, reason=f"{n} replicates from the primary outside its IDC: behind the acker {acker}"
         )
-    )
-    if late:
-        return [
-            Rearm(
-                node=acker,
-                source=rec.primary,
-                old=rec.ackers,
-                follow=late,
-                reason=f"{', '.join(late)} replicate(s) from the primary outside its IDC: behind the acker {acker}",
-            )
-        ]
-    steps: list[AnyStep] = []
-    for n, up in sorted(rec.upstreams.items()):
-        if up != acker:
-            continue
-        o = snap.nodes.get(n)
-        if o is None or not o.reachable or o.replica is None or o.source != rec.primary:
-            continue
-        steps.append(Rewire(node=n, source=up, reason=f"the layout puts {n} behind the acker {up}"))
-    return steps
+        for n, up in sorted(rec.upstreams.items())
+        if up == rec.primary
+        and n != acker
+        and n not in busy
+        and t.idc_of(n) != pidc
+        and (o := snap.nodes.get(n)) is not None
+        and o.reachable
+    ]

@@ -119,7 +119,8 @@ def decide(
             seen_epoch = epochs.get(s)
             if seen_epoch is None or seen_epoch[0] != new.epoch:
                 # A new epoch seen by this process opens the anti-flap window; the one found at start does not.
-                epochs[s] = (new.epoch, fs.taken_at if seen_epoch is not None else None)
+                moved = seen_epoch is not None and seen_epoch[2] != new.primary
+                epochs[s] = (new.epoch, fs.taken_at if moved else (seen_epoch[1] if seen_epoch else None), new.primary)
         carried = {s: seen[s] for s in stale if s in seen}  # kept as they were, unfolded
         watched = {s: current[s] for s in adopted if s not in stale}
         seen = {**update_contacts(seen, (fs,), watched, max_blind_s=policy.proof.max_blind_s), **carried}

@@ -35,6 +35,7 @@ class AlertKind(StrEnum):
     FENCE_BLOCKED = "fence_blocked"
     FENCE_FAILED = "fence_failed"  # the fence command failed, or left the fence queued
     NEEDS_REBUILD = "needs_rebuild"
+    HOOK_FAILED = "hook_failed"  # an event's hook command failed; nothing was undone
     UNADOPTED = "unadopted"
 
 

@@ -12,6 +12,7 @@ each naming the field and the fix; it changes nothing on disk.
 from __future__ import annotations
 
 import tomllib
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,31 @@ class MqttSettings(Section):
     password: SecretStr | None = None
 
 
+class HookEvent(StrEnum):
+    FAILOVER = "failover"
+    SWITCH = "switch"
+    CITY_PROMOTION = "city_promotion"
+    FENCE = "fence"
+    REJOIN = "rejoin"
+
+
+class Hooks(Section):
+    """Commands run after an event (``act/hooks.py``): an argv per event, run with a timeout and
+    the event in its environment (IDC_HA_EVENT, IDC_HA_SHARD, IDC_HA_EPOCH, IDC_HA_PRIMARY_NODE,
+    IDC_HA_PRIMARY_HOST, IDC_HA_PRIMARY_PORT, IDC_HA_PRIMARY_IDC, IDC_HA_OLD_PRIMARY,
+    IDC_HA_REASON). A failing hook raises ``hook_failed`` and never undoes anything."""
+
+    failover: tuple[str, ...] = ()
+    switch: tuple[str, ...] = ()
+    city_promotion: tuple[str, ...] = ()
+    fence: tuple[str, ...] = ()
+    rejoin: tuple[str, ...] = ()
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+
+    def command(self, event: HookEvent) -> tuple[str, ...]:
+        return tuple(getattr(self, event.value))
+
+
 class Config(BaseSettings):
     """The whole controller config. ``topology`` is the declared home layout."""
 
@@ -96,6 +122,7 @@ class Config(BaseSettings):
     credentials: Credentials = Credentials()
     probe: ProbeSettings = ProbeSettings()
     mqtt: MqttSettings = MqttSettings()
+    hooks: Hooks = Hooks()
     cities: tuple[City, ...]
     idcs: tuple[Idc, ...]
     machines: tuple[Machine, ...]

@@ -162,7 +162,10 @@ def assert_routing_table_agrees(lab: Any, meta_primary: str, timeout: float = 10
     deadline = time.monotonic() + timeout
     while True:
         mqtt = retained_routing(lab)
-        rows = {r["shard"]: r for r in sql(root_conn(lab, meta_primary), "SELECT * FROM idc_ha.routing")[0]}
+        try:
+            rows = {r["shard"]: r for r in sql(root_conn(lab, meta_primary), "SELECT * FROM idc_ha.routing")[0]}
+        except pymysql.err.ProgrammingError:  # 1146: not created yet
+            rows = {}
         want = {s: tuple(p[k] for k in keys) for s, p in mqtt.items()}
         have = {s: tuple(r[k] for k in keys) for s, r in rows.items()}
         if want and want == have:

@@ -26,7 +26,7 @@ def _decide(  # type: ignore[no-untyped-def]
 ):
     recs = records(TOPO)
     hist = watched(steady(lost(TOPO, home_nodes(), [M], failure), seconds=seconds))
-    epochs = {s: (r.epoch, moved_at if s == "shard1" else None) for s, r in recs.items()} if seen else {}
+    epochs = {s: (r.epoch, moved_at if s == "shard1" else None, r.primary) for s, r in recs.items()} if seen else {}
     mem = Memory(adopted=frozenset(recs), epochs=epochs)
     return decide(hist, TOPO, policy or Policy(), recs, Control(), wall=WALL, memory=mem)
 
@@ -61,7 +61,7 @@ def test_a_refusal_or_a_dead_idc_is_proof_whatever_its_age() -> None:
     assert [p.shard for p in _decide(ProbeFailure.REFUSED, moved_at=3.5).plans] == ["shard1"]
     recs = records(TOPO)
     hist = watched(steady(idc_lost(TOPO, home_nodes(), "IDC1")))
-    mem = Memory(adopted=frozenset(recs), epochs={s: (1, hist[-1].taken_at) for s in recs})
+    mem = Memory(adopted=frozenset(recs), epochs={s: (1, hist[-1].taken_at, recs[s].primary) for s in recs})
     d = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=mem)
     assert sorted(p.shard for p in d.plans) == ["meta", "shard1", "shard2"]
 
@@ -80,8 +80,18 @@ def test_a_restarted_controller_has_no_window() -> None:
 def test_the_window_opens_when_this_process_sees_a_new_epoch() -> None:
     recs = records(TOPO)
     hist = watched(steady(home_nodes()))
-    mem = Memory(adopted=frozenset(recs), epochs={s: (0, None) for s in recs})
+    mem = Memory(adopted=frozenset(recs), epochs={s: (0, None, "shard0-m") for s in recs})
     d = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=mem)
-    assert d.memory.epochs["shard1"] == (1, hist[0].taken_at)  # the first snapshot that showed it
+    assert d.memory.epochs["shard1"][:2] == (1, hist[0].taken_at)  # the first snapshot that showed it
     fresh = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=Memory(adopted=frozenset(recs)))
-    assert fresh.memory.epochs["shard1"] == (1, None)
+    assert fresh.memory.epochs["shard1"][:2] == (1, None)
+
+
+def test_a_new_epoch_with_the_same_primary_does_not_open_the_window() -> None:
+    """The acker moved back across IDCs (decide/rearm.py bumps the epoch, the primary stays): a
+    later failover needs no fresh evidence on that account (found by review)."""
+    recs = records(TOPO)
+    hist = watched(steady(home_nodes()))
+    mem = Memory(adopted=frozenset(recs), epochs={s: (0, None, recs[s].primary) for s in recs})
+    d = decide(hist, TOPO, Policy(), recs, Control(), wall=WALL, memory=mem)
+    assert d.memory.epochs["shard1"] == (1, None, "shard1-m")

@@ -359,3 +359,51 @@ async def test_a_node_returning_with_a_never_acknowledged_tail_is_marked_for_a_r
     alerts = [a for a in running.alerts.alerts if a.kind == "needs_rebuild" and a.node == "shard1-m"]
     assert alerts and f"{tail} (point " in alerts[0].reason and "2 transaction(s) past it" in alerts[0].reason
     assert f.observation("shard1-m").replica is None, "an errant node was made a replica"
+
+
+async def test_hooks_run_with_the_event_in_their_environment_and_a_failing_one_undoes_nothing(tmp_path: Path) -> None:
+    """hooks.failover exits 1: every shard still fails over, and hook_failed names the shard; the
+    fence and rejoin hooks run when IDC1 returns, each with the event's environment."""
+    fleet = Fleet(TOPO, clock=boottime, wall=time.time).arrange_home()
+    alerts = MemoryAlertSink()
+    raw = config(tmp_path / "state").model_dump()
+    cfg = Config.model_validate({**raw, "hooks": {"failover": ["false"], "fence": ["true"], "rejoin": ["true"]}})
+    d = daemon_on(fleet, cfg, Policy(), alerts)
+    task = asyncio.create_task(d.run())
+    r = Running(d, fleet, alerts, task)
+    try:
+        await r.until("IDC_SAFE on every shard", lambda: _all(d, lambda rec: rec.sync == SyncState.IDC_SAFE))
+        await asyncio.sleep(1.5)
+        await _idc1_fails_over(r)
+        await r.until(
+            "hook_failed for every shard",
+            lambda: {a.shard for a in alerts.alerts if a.kind == "hook_failed"} == set(SHARDS),
+        )
+        for n in in_idc(TOPO, "IDC1"):
+            fleet.nodes[n].dead = False
+        idc1 = set(in_idc(TOPO, "IDC1"))
+        await r.until("IDC1 back in every layout", lambda: _all(d, lambda rec: not (set(rec.out) & idc1)))
+        envs = d.hooks.runner.envs  # type: ignore[attr-defined]
+        await r.until(
+            "the rejoin hooks ran", lambda: sum(e.get("IDC_HA_EVENT") == "rejoin" for e in envs) == 2 * len(SHARDS)
+        )
+    finally:
+        d.stop()
+        await asyncio.wait_for(task, BOUND)
+    failover = [e for e in envs if e.get("IDC_HA_EVENT") == "failover" and e["IDC_HA_SHARD"] == "shard1"]
+    host, port = TOPO.address_of(NodeName("shard1-sx"))
+    assert [{k: v for k, v in e.items() if k.startswith("IDC_HA_") and k != "IDC_HA_REASON"} for e in failover] == [
+        {
+            "IDC_HA_EVENT": "failover",
+            "IDC_HA_SHARD": "shard1",
+            "IDC_HA_EPOCH": "2",
+            "IDC_HA_PRIMARY_NODE": "shard1-sx",
+            "IDC_HA_PRIMARY_HOST": host,
+            "IDC_HA_PRIMARY_PORT": str(port),
+            "IDC_HA_PRIMARY_IDC": "IDC2",
+            "IDC_HA_OLD_PRIMARY": "shard1-m",
+        }
+    ]
+    assert "IDC IDC1 down" in failover[0]["IDC_HA_REASON"]
+    assert {e["IDC_HA_OLD_PRIMARY"] for e in envs if e.get("IDC_HA_EVENT") == "fence"} >= {f"{s}-m" for s in SHARDS}
+    assert all(rec.primary.endswith("-sx") for rec in d.book.all().values()), "a failing hook undid a failover"

@@ -73,7 +73,7 @@ CASES: dict[str, Case] = {
     ),
     "replica-from-wrong-source": Case(
         with_replica(H, "shard1-rem", source_host="10.0.1.12", source_port=4406, source="shard1-m"),
-        (("shard1-rem", Severity.INFO, "replicates from the primary shard1-m, the layout says shard1-sx"),),
+        (("shard1-rem", W, "replicates from 10.0.1.12:4406, the layout says shard1-sx"),),
     ),
     "replica-not-replicating": Case(
         changed(H, "shard1-cas", replica=None), (("shard1-cas", W, "shard1-cas replicates from nothing"),)
