@@ -70,7 +70,7 @@ def report(
     wall: float,
 ) -> dict[str, Any]:
     recs = {s.name: records.get(s.name) or home_record(t, s.name, wall=wall) for s in t.shards}
-    shards = []
+    shards: list[dict[str, Any]] = []
     for s in t.shards:
         rec = recs[s.name]
         p = rec.primary
@@ -94,10 +94,18 @@ def report(
                     **{k: v for k, v in b.items() if k not in ("semisync_slave", "io_running", "sql_running", "lag_s")},
                 }
             )
+        home = home_record(t, s.name, wall=wall)
         shards.append(
             {
                 "name": s.name,
                 "meta": s.meta,
+                "standby_idc": next((t.idc_of(a) for a in rec.ackers if t.idc_of(a) != t.idc_of(p)), None),
+                "home": {
+                    "primary": home.primary,
+                    "primary_idc": t.idc_of(home.primary),
+                    "ackers": list(home.ackers),
+                    "standby_idc": next((t.idc_of(a) for a in home.ackers), None),
+                },
                 "epoch": rec.epoch,
                 "sync": str(rec.sync),
                 "sync_reason": rec.reason,
@@ -150,6 +158,13 @@ def report(
         }
     return {
         "cluster": t.cluster,
+        "idcs": {
+            # Where the shards' primaries and cross-IDC ackers are now, and where the config puts them.
+            "primary": sorted({x["primary"]["idc"] for x in shards}),
+            "standby": sorted({x["standby_idc"] for x in shards if x["standby_idc"]}),
+            "home_primary": t.primary_idc.name,
+            "home_standby": t.standby_idc.name,
+        },
         "taken_at": snap.wall,
         "probe_ms": round(snap.duration_ms, 1),
         "store": {
@@ -205,6 +220,10 @@ def render(r: dict[str, Any]) -> str:
                             )
                     out.append(f"    {n['node']:<14} {n['shard']:<8} {n['role']:<16} {state}")
     out.append("")
+    i = r["idcs"]
+    standby = ", ".join(i["standby"]) or "none (no acker across IDCs)"
+    home = f"(home: primary {i['home_primary']}, standby {i['home_standby']})"
+    out.append(f"IDCs now: primary {', '.join(i['primary'])}, standby {standby}   {home}")
     out.append(f"{'SHARD':<10} {'EPOCH':>5} {'SYNC':<10} {'PRIMARY':<14} {'IDC':<6} {'ACKERS':<16} {'OP'}")
     for s in r["shards"]:
         p = s["primary"]
@@ -223,6 +242,9 @@ def render(r: dict[str, Any]) -> str:
                 line = f"    {rep['node']:<14} {rep['role']:<16} {rep['idc']:<6} UNREACHABLE"
             out.append(line)
         extra = []
+        h = s["home"]
+        if (h["primary"], h["ackers"]) != (p["node"], s["ackers"]):
+            extra.append(f"home layout: primary {h['primary']} ({h['primary_idc']}), acker {', '.join(h['ackers'])}")
         if s["out"]:
             extra.append(f"out: {', '.join(s['out'])}")
         if s["fence_pending"]:
