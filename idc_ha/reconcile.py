@@ -81,13 +81,13 @@ class Reconciler:
         return failures > 0 and now - last < backoff_s(failures)
 
     async def _steps(self, shard: ShardName, steps: Sequence[AnyStep]) -> None:
-        for i, step in enumerate(steps):
-            if i and steps[i - 1].kind in RECORDING:
-                break  # the record changed: what follows was decided on the old one (next tick)
+        for step in steps:
             try:
                 detail = await self.executor.reconcile_step(step)
                 self.store.append("reconcile", shard=shard, step=step.kind, detail=detail)
                 self.failures.pop((shard, step.kind), None)
+                if step.kind in RECORDING:
+                    break  # the record changed: what follows was decided on the old one (next tick)
             except IdcHaError as e:
                 failures = self.failures.get((shard, step.kind), (0, 0.0))[0] + 1
                 self.failures[(shard, step.kind)] = (failures, self.clock.monotonic())

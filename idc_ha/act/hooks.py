@@ -4,7 +4,10 @@ paging system. The events: failover, switch, city_promotion, fence, rejoin.
 A hook runs in the background, never in the way of what it reports: the failover is finished
 (writes open, routing published) before its hook starts, and nothing waits for it. It runs for at
 most ``hooks.timeout_s`` (then it is killed with everything it started), gets the event in its
-environment, and is journaled. A hook that fails or times out raises ``hook_failed`` (warning);
+environment (with PATH, LANG and TZ, nothing else of the daemon's: it holds passwords), and is
+journaled. A hook fires at most once: a daemon that dies between the event and the hook's start
+does not run it (the journal shows the event without its ``hook`` line). A hook that fails or
+times out raises ``hook_failed`` (warning);
 nothing is undone and nothing is retried: the event already happened.
 """
 
@@ -64,7 +67,9 @@ class HookRunner:
         return list(self._tasks)
 
     async def _run(self, event: HookEvent, argv: tuple[str, ...], env: dict[str, str], rec: ShardRecord) -> None:
-        res = await self.runner.run(argv, timeout=self.hooks.timeout_s, env={**os.environ, **env})
+        # PATH and the event only: the daemon's environment holds passwords (IDC_HA_CREDENTIALS__...).
+        base = {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
+        res = await self.runner.run(argv, timeout=self.hooks.timeout_s, env={**base, **env})
         self.store.append(
             "hook",
             hook=event.value,

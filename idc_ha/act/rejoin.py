@@ -28,8 +28,8 @@ from idc_ha.coord.book import RecordBook
 from idc_ha.decide.plan import Rejoin
 from idc_ha.decide.rejoin import applied, errant
 from idc_ha.errors import StepFailed
-from idc_ha.model.gtid import GtidPos
 from idc_ha.model.ids import ShardName
+from idc_ha.model.observation import NodeObservation
 from idc_ha.model.state import ShardRecord
 from idc_ha.ports import Admin
 
@@ -48,7 +48,7 @@ async def rejoin(
         await admin.run(node, "STOP SLAVE")
         o = await admin.observe(node)
     pos = applied(o)
-    if (why := errant(pos, point)) and not await _within_primary(admin, step, pos):
+    if (why := errant(pos, point)) and not await _within_primary(admin, step, o):
         raise StepFailed(f"{node} holds {'; '.join(why)}: not rejoined, it needs a rebuild", node=node)
     _unchanged(book, shard, step)
     stmts = []
@@ -79,12 +79,17 @@ async def rejoin(
     return f"{node} replicates from {source} from {pos} (its point {point})"
 
 
-async def _within_primary(admin: Admin, step: Rejoin, pos: GtidPos) -> bool:
-    """Past its point through a node of the layout (``step.via``): it may rejoin only if the
-    primary holds all it holds, seen now that its replication is stopped."""
-    if step.via is None:
+async def _within_primary(admin: Admin, step: Rejoin, o: NodeObservation) -> bool:
+    """Past its point through a node of the layout (``step.via``): judged again now that its
+    replication is stopped (an IO error that came after the decision, a source changed, strict
+    mode, its own writes), and the primary must hold all it holds."""
+    if step.via is None or o.replica is None or o.source != step.via:
         return False
-    return (await admin.observe(step.source)).gtid_binlog_pos.contains(pos)
+    if o.replica.last_io_errno or o.replica.last_sql_errno or not o.gtid_strict_mode:
+        return False
+    if any(o.gtid_binlog_pos.domain(d) != o.gtid_slave_pos.domain(d) for d in o.gtid_binlog_pos.past(step.point)):
+        return False
+    return (await admin.observe(step.source)).gtid_binlog_pos.contains(applied(o))
 
 
 def _unchanged(book: RecordBook, shard: ShardName, step: Rejoin) -> ShardRecord:

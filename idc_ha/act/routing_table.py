@@ -5,7 +5,8 @@ the retained MQTT routing message (``act/routing.py`` hands every message here t
 that read their routing from the meta shard see what MQTT subscribers see.
 
 Rows are written only to the meta shard's recorded primary, with no operation in flight on the
-meta shard, and only while that node is writable: the controller's user may hold READ ONLY ADMIN
+meta shard, only while that node is seen writable with no commit waiting for an ack there, and
+only while the statement finds it writable: the controller's user may hold READ ONLY ADMIN
 (it fences), which lets it write through ``read_only``, so the statement itself carries the check
 (``WHERE @@global.read_only = 0``): on a fenced node it inserts nothing. A row never goes back to a
 lower epoch. The write is a commit like any other: it waits for the meta shard's acker, on a
@@ -92,6 +93,12 @@ class RoutingTable:
         node = rec.primary
         stmts = [*(DDL if self._ddl_done_on != node else ()), upsert_sql(rows), READ_BACK]
         try:
+            o = await self.admin.observe(node)
+            m = o.semisync_master
+            if not o.writable or (m is not None and m.wait_sessions):
+                # Not writable (the DDL carries no guard of its own), or commits already wait
+                # for an ack there: one more would only add a session that blocks a later fence.
+                return
             out = await self.admin.run(node, *stmts, fetch=True, fresh=True, timeout=WRITE_TIMEOUT_S)
         except NodeError as e:
             self.store.append("routing_table_failed", node=node, rows=len(rows), error=str(e)[:200])

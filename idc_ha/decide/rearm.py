@@ -102,7 +102,10 @@ def rearm(rec: ShardRecord, snap: Snapshot, t: Topology, policy: Policy, *, paus
         return []
     idc = t.idc_of(best)
     follow = sorted(n for n, up in rec.upstreams.items() if up == rec.primary and n != best and t.idc_of(n) != pidc)
-    reachable = [n for n in follow if (o := snap.nodes.get(n)) is not None and o.reachable]
+    # Only a running, caught-up replica holds the move back: one that cannot be rewired now (a
+    # stray, a broken replica) is alerted by drift, and rewired behind the acker later.
+    lag = policy.rules.rearm_max_lag_s
+    reachable = [n for n in follow if caught_up(snap.nodes.get(n), rec.primary, lag)]
     if reachable:
         return [
             Rewire(node=n, source=best, reason=f"{best} becomes the acker: {n} replicates from it") for n in reachable

@@ -15,10 +15,11 @@ acknowledged is within it. When such a node answers again and has been fenced (r
 A node past its point only because it replicated the new history through a node of the layout
 (a local candidate restarted replicating from the old primary, which rejoined first: it then
 passes the new primary's commits on) is not errant: ``through_layout``. MariaDB refuses to serve a
-replica whose last GTID is missing from its source's binlog while the source holds a later one in
-that domain (error 1236), so a replica whose IO thread runs without error from a node of the
-layout holds a prefix of that node's history, which is the layout's; and the primary must hold
-everything it holds. Such a node rejoins with ``Rejoin.via`` naming that source.
+strict replica whose last GTID is missing from its source's binlog while the source holds a later
+one in that domain (1236), so a strict replica whose IO thread runs without error from a node of
+the layout, with nothing of its own written past the point, holds a prefix of that node's
+history, which is the layout's; and the primary must hold everything it holds. Such a node
+rejoins with ``Rejoin.via`` naming that source.
 
 A node out of the layout that is writable again goes back to the Fencer first. A node with no
 recorded point (out since before points were kept) cannot be judged: it is marked for a rebuild.
@@ -60,14 +61,25 @@ def errant(pos: GtidPos, point: GtidPos) -> list[str]:
     return out
 
 
-def through_layout(rec: ShardRecord, o: NodeObservation, primary: NodeObservation) -> NodeName | None:
-    """The node of the layout ``o`` replicates from with both threads healthy, if the primary
-    holds all ``o`` holds (see the module's docstring); else None."""
+def through_layout(
+    rec: ShardRecord, o: NodeObservation, primary: NodeObservation, snap: Snapshot, point: GtidPos
+) -> NodeName | None:
+    """The node of the layout ``o`` replicates from, if that proves it holds a prefix of the
+    layout's history (see the module's docstring); else None. Both must run ``gtid_strict_mode``
+    (MariaDB refuses a start position with a hole only for a strict replica), ``o`` must have
+    written nothing of its own past the point (its binlog position equals what its applier
+    recorded in every domain past the point), both threads healthy, and the primary must hold
+    all it holds."""
     r = o.replica
     src = o.source
     if r is None or src is None or not rec.in_layout(src) or src in rec.out:
         return None
+    s = snap.nodes.get(src)
+    if not o.gtid_strict_mode or s is None or not s.reachable or not s.gtid_strict_mode:
+        return None
     if not r.io_connected or r.last_io_errno or r.last_sql_errno:
+        return None
+    if any(o.gtid_binlog_pos.domain(d) != o.gtid_slave_pos.domain(d) for d in o.gtid_binlog_pos.past(point)):
         return None
     if not primary.gtid_binlog_pos.contains(applied(o)):
         return None
@@ -97,7 +109,7 @@ def rejoin(
             continue
         point = rec.left_at.get(node)
         why = errant(applied(o), point) if point is not None else ["no promotion point is recorded for it"]
-        via = through_layout(rec, o, p) if why and point is not None else None
+        via = through_layout(rec, o, p, snap, point) if why and point is not None else None
         if why and via is None:
             rebuild.append(node)
             alerts.append(

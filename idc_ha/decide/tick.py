@@ -194,7 +194,7 @@ def decide(
         if hung is not None:
             alerts.append(hung[0])
             if hung[1] is not None:
-                steps.append(hung[1])
+                steps.insert(0, hung[1])  # first: commits are held until it runs
         if steps:
             reconcile[s] = tuple(steps)
     # Built without validation: every part was made by this module from validated values, and at

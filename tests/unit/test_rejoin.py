@@ -72,7 +72,9 @@ def test_a_node_out_of_the_layout_writable_again_goes_back_to_the_fencer() -> No
     assert isinstance(steps[0], Fence) and steps[0].node == M
 
 
-def _via_m(primary_at: str, *, m_in_layout: bool = True, io: str = "Yes") -> tuple[list, list, object]:
+def _via_m(
+    primary_at: str, *, m_in_layout: bool = True, io: str = "Yes", strict: bool = True, slave_at: str = "0-4408-103"
+) -> tuple[list, list, object]:
     """shard1-m rejoined (in the layout, behind shard1-sx); shard1-ms restarted replicating from
     it and so received the new primary's commits 0-4408-... past its point 0-4406-100."""
     from idc_ha.model.observation import ReplicaStatus
@@ -86,7 +88,7 @@ def _via_m(primary_at: str, *, m_in_layout: bool = True, io: str = "Yes") -> tup
     nodes = seen(shard1_m="0-4408-104", shard1_ms="0-4408-103")
     host, port = TOPO.address_of(M)
     rs = ReplicaStatus(source_host=host, source_port=port, source=M, io_running=io, sql_running="Yes")
-    nodes = changed(nodes, MS, replica=rs)  # type: ignore[arg-type]
+    nodes = changed(nodes, MS, replica=rs, gtid_strict_mode=strict, gtid_slave_pos=GtidPos.parse(slave_at))  # type: ignore[arg-type]
     nodes = changed(nodes, SX, gtid_binlog_pos=GtidPos.parse(primary_at))  # type: ignore[arg-type]
     return rejoin(rec, snapshot(nodes))  # type: ignore[arg-type,return-value]
 
@@ -105,6 +107,8 @@ def test_past_its_point_is_errant_unless_the_primary_holds_it_and_the_source_is_
         _via_m("0-4408-102"),  # the primary lacks what it holds
         _via_m("0-4408-105", m_in_layout=False),  # its source is out of the layout
         _via_m("0-4408-105", io="Connecting"),  # not replicating now: nothing says where it came from
+        _via_m("0-4408-105", strict=False),  # MariaDB serves a non-strict replica across a hole (review)
+        _via_m("0-4408-105", slave_at="0-4408-102"),  # a write of its own on top: binlog past its applier
     ):
         _, steps, rec = case
         assert rec is not None and MS in rec.needs_rebuild, case  # type: ignore[attr-defined]
