@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -118,8 +119,14 @@ def test_a_commit_stranded_on_the_old_primary_is_never_acknowledged(lab: Lab, da
             assert not _late_write_acked(lab, "shard1-m", 8), "a write on the fenced-out old primary was acknowledged"
             assert _rows(lab, "shard1-m", 7, "t4.a") == 0, "the never-acknowledged row survived the fence command"
             assert _rows(lab, "shard1-sx", 7, "t4.a") == 0
-            runs = [e for e in daemon.journal() if e["event"] == "fence_command" and e["node"] == "shard1-m"]
-            assert [e["rc"] for e in runs] == [0], runs
+
+            # The node is read-only once the restart's server is up; the command's journal line comes
+            # when the command exits, a moment later (CI once read the journal in between).
+            def runs() -> list[dict[str, Any]]:
+                return [e for e in daemon.journal() if e["event"] == "fence_command" and e["node"] == "shard1-m"]
+
+            wait_until(lambda: bool(runs()), 30, "the fence command's journal line")
+            assert [e["rc"] for e in runs()] == [0], runs()
             wait_until(
                 lambda: "shard1-m" not in daemon.records()["shard1"].fence_pending, 15, "shard1-m leaves fence_pending"
             )
