@@ -26,7 +26,7 @@ from collections.abc import Callable
 from idc_ha.act.admin import change_master_sql
 from idc_ha.coord.book import RecordBook
 from idc_ha.decide.plan import Rejoin
-from idc_ha.decide.rejoin import applied, errant
+from idc_ha.decide.rejoin import applied, errant, wrote_own
 from idc_ha.errors import StepFailed
 from idc_ha.model.ids import ShardName
 from idc_ha.model.observation import NodeObservation
@@ -87,7 +87,7 @@ async def _within_primary(admin: Admin, step: Rejoin, o: NodeObservation) -> boo
         return False
     if o.replica.last_io_errno or o.replica.last_sql_errno or not o.gtid_strict_mode:
         return False
-    if any(o.gtid_binlog_pos.domain(d) != o.gtid_slave_pos.domain(d) for d in o.gtid_binlog_pos.past(step.point)):
+    if wrote_own(o, step.point):
         return False
     return (await admin.observe(step.source)).gtid_binlog_pos.contains(applied(o))
 

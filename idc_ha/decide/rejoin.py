@@ -61,6 +61,12 @@ def errant(pos: GtidPos, point: GtidPos) -> list[str]:
     return out
 
 
+def wrote_own(o: NodeObservation, point: GtidPos) -> bool:
+    """Whether ``o``'s binlog holds, in some domain past ``point``, something its applier did not
+    record: a write of its own."""
+    return any(o.gtid_binlog_pos.domain(d) != o.gtid_slave_pos.domain(d) for d in o.gtid_binlog_pos.past(point))
+
+
 def through_layout(
     rec: ShardRecord, o: NodeObservation, primary: NodeObservation, snap: Snapshot, point: GtidPos
 ) -> NodeName | None:
@@ -79,7 +85,7 @@ def through_layout(
         return None
     if not r.io_connected or r.last_io_errno or r.last_sql_errno:
         return None
-    if any(o.gtid_binlog_pos.domain(d) != o.gtid_slave_pos.domain(d) for d in o.gtid_binlog_pos.past(point)):
+    if wrote_own(o, point):
         return None
     if not primary.gtid_binlog_pos.contains(applied(o)):
         return None
